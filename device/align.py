@@ -1,0 +1,67 @@
+"""Face alignment: a least-squares similarity transform to the ArcFace template."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CROP_SIZE = 112
+
+# ArcFace 112x112 template: eye on the image's left, eye on the image's right,
+# nose tip, left and right mouth corners.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+
+# BlazeFace gives one mouth point (its centre), so the 4-point template uses
+# the midpoint of the two mouth corners.
+ARCFACE_TEMPLATE_4 = np.vstack([ARCFACE_TEMPLATE[:3], ARCFACE_TEMPLATE[3:].mean(axis=0)])
+
+
+def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """2x3 matrix of the similarity transform mapping source onto target.
+
+    Umeyama's closed-form least-squares solution (rotation, uniform scale,
+    translation; no reflection), as ``skimage.transform.SimilarityTransform``.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 2:
+        raise ValueError("source and target must both be (N, 2) arrays")
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / len(source)
+    u, singular, vt = np.linalg.svd(covariance)
+    reflection = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        reflection[1, 1] = -1.0
+    rotation = u @ reflection @ vt
+    source_variance = source_centred.var(axis=0).sum()
+    if source_variance <= 0:
+        raise ValueError("source points are degenerate")
+    scale = float(np.trace(np.diag(singular) @ reflection) / source_variance)
+    translation = target_mean - scale * rotation @ source_mean
+    return np.hstack([scale * rotation, translation[:, np.newaxis]])
+
+
+def template_for(points: int) -> np.ndarray:
+    """The ArcFace template for 4 (BlazeFace) or 5 (eyes, nose, mouth corners) points."""
+    if points == 4:
+        return ARCFACE_TEMPLATE_4
+    if points == 5:
+        return ARCFACE_TEMPLATE
+    raise ValueError(f"alignment needs 4 or 5 points, got {points}")
+
+
+def align_face(image: np.ndarray, points: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
+    """Warp the face whose landmarks are ``points`` into a ``size`` x ``size`` crop."""
+    template = template_for(len(points)) * (size / CROP_SIZE)
+    matrix = estimate_similarity(points, template)
+    return cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)

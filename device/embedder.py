@@ -1,0 +1,73 @@
+"""Face embeddings from an aligned 112x112 crop, as the model's manifest says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import ManifestError
+from device.manifest import ModelManifest, file_sha256, manifest_path_for
+from device.tflite import TFLiteModel
+
+
+class FaceEmbedder:
+    """Runs an embedding model and returns L2-normalised float32 embeddings."""
+
+    def __init__(self, model: TFLiteModel, manifest: ModelManifest, sha256: str) -> None:
+        manifest.check_model(model, sha256)
+        self.model = model
+        self.manifest = manifest
+        self.sha256 = sha256
+        self._input = model.inputs[0]
+        self._output = model.outputs[0]
+
+    @classmethod
+    def from_files(
+        cls, model_path: str | Path, manifest_path: str | Path | None = None, num_threads: int = 2
+    ) -> FaceEmbedder:
+        model_path = Path(model_path)
+        manifest_file = Path(manifest_path) if manifest_path else manifest_path_for(model_path)
+        if not manifest_file.is_file():
+            raise ManifestError(
+                f"no manifest for model {model_path}: expected {manifest_file} "
+                "(or pass --manifest FILE; 'trainer calibrate' writes one)"
+            )
+        manifest = ModelManifest.load(manifest_file)
+        model = TFLiteModel(model_path, num_threads=num_threads)
+        return cls(model, manifest, file_sha256(model_path))
+
+    @property
+    def embedding_size(self) -> int:
+        return self.manifest.embedding_size
+
+    def embed(self, crop_rgb: np.ndarray) -> np.ndarray:
+        """Embedding of one aligned RGB uint8 crop (112, 112, 3)."""
+        (raw,) = self.model.run(self._preprocess(crop_rgb))
+        return self._postprocess(raw)
+
+    def embed_many(self, crops_rgb: np.ndarray) -> np.ndarray:
+        """Embeddings (N, D) of a stack of aligned crops (N, 112, 112, 3)."""
+        if len(crops_rgb) == 0:
+            return np.zeros((0, self.embedding_size), dtype=np.float32)
+        return np.stack([self.embed(crop) for crop in crops_rgb])
+
+    def _preprocess(self, crop_rgb: np.ndarray) -> np.ndarray:
+        size = self.manifest.input_size
+        if crop_rgb.shape != (size, size, 3):
+            raise ValueError(f"crop must be ({size}, {size}, 3), got {crop_rgb.shape}")
+        pixels = crop_rgb[..., ::-1] if self.manifest.color_order == "BGR" else crop_rgb
+        values = (pixels.astype(np.float32) - self.manifest.mean) / self.manifest.std
+        spec = self._input
+        if spec.quantized:
+            info = np.iinfo(spec.dtype)
+            values = np.clip(np.round(values / spec.scale + spec.zero_point), info.min, info.max)
+        return values.astype(spec.dtype)[np.newaxis]
+
+    def _postprocess(self, raw: np.ndarray) -> np.ndarray:
+        spec = self._output
+        values = raw.reshape(-1).astype(np.float32)
+        if spec.quantized:
+            values = (values - spec.zero_point) * spec.scale
+        norm = float(np.linalg.norm(values))
+        return (values / norm if norm > 0 else values).astype(np.float32)
