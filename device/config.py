@@ -1,0 +1,243 @@
+"""peephole's configuration: one TOML file, validated at load, every option defaulted.
+
+Secrets never need to be in the file: ``PEEPHOLE_MQTT_USERNAME`` and
+``PEEPHOLE_MQTT_PASSWORD`` override the ``[mqtt]`` credentials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import stat
+import sys
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from device.errors import ConfigError
+
+
+def _default_state_dir() -> Path:
+    # systemd's StateDirectory= sets $STATE_DIRECTORY; elsewhere use XDG's data home.
+    state = os.environ.get("STATE_DIRECTORY")
+    if state:
+        return Path(state.split(":")[0])
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "peephole"
+
+
+@dataclass
+class CameraConfig:
+    """Where frames come from: "picamera2", a USB index ("0"), a URL, a video file or a folder."""
+
+    source: str = "0"
+    width: int = 1280
+    height: int = 720
+    fps: float = 15.0
+
+
+@dataclass
+class DetectorConfig:
+    variant: str = "short"
+    min_score: float = 0.5
+    num_threads: int = 2
+
+    def validate(self) -> None:
+        if self.variant not in ("short", "full"):
+            raise ConfigError(f"[detector] variant must be 'short' or 'full', not {self.variant!r}")
+
+
+@dataclass
+class QualityConfig:
+    """The quality gate's thresholds (see device/quality.py for each measure)."""
+
+    min_score: float = 0.8
+    min_sharpness: float = 25.0
+    min_eye_distance: float = 20.0
+    max_roll: float = 30.0
+    max_yaw: float = 40.0
+    min_brightness: float = 40.0
+    max_brightness: float = 220.0
+
+
+@dataclass
+class ModelConfig:
+    """The embedding model. An empty path means the default model shipped with peephole."""
+
+    path: str = ""
+    manifest: str = ""
+    num_threads: int = 2
+    # Override the manifest's calibrated identification threshold (cosine).
+    threshold: float | None = None
+    # The best person must beat the runner-up by this much cosine.
+    margin: float = 0.05
+
+
+@dataclass
+class GalleryConfig:
+    path: str = ""
+    # Keep each enrollment's aligned 112x112 crop so the gallery can be
+    # re-embedded after a model change. Switch off to store embeddings only.
+    store_crops: bool = True
+
+    def resolved_path(self) -> Path:
+        return Path(self.path) if self.path else _default_state_dir() / "gallery.db"
+
+
+@dataclass
+class EnrollConfig:
+    samples: int = 10
+    min_samples: int = 3
+
+
+@dataclass
+class MqttConfig:
+    """Broker connection. An empty host means no broker: events go to stdout and the outbox."""
+
+    host: str = ""
+    port: int = 1883
+    device_id: str = field(default_factory=lambda: socket.gethostname() or "peephole")
+    topic_prefix: str = "peephole"
+    username: str = ""
+    password: str = ""
+    keepalive: int = 30
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    # Accept a broker whose certificate does not verify. Only for testing.
+    tls_insecure: bool = False
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    snapshots: bool = False
+
+
+@dataclass
+class RuntimeConfig:
+    # Seconds during which a recognised person is not announced again.
+    cooldown: float = 60.0
+    # Frames a track may go unseen before the visitor counts as gone.
+    max_missed_frames: int = 15
+    # Frames of evidence a track needs before its identity is decided.
+    min_frames: int = 3
+    # Frames after which an undecided track is published as unknown.
+    max_frames: int = 10
+    outbox_path: str = ""
+    watchdog: bool = True
+
+    def resolved_outbox(self) -> Path:
+        return Path(self.outbox_path) if self.outbox_path else _default_state_dir() / "outbox.db"
+
+
+@dataclass
+class Config:
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    enroll: EnrollConfig = field(default_factory=EnrollConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+def default_config_path() -> Path:
+    explicit = os.environ.get("PEEPHOLE_CONFIG")
+    if explicit:
+        return Path(explicit)
+    system = Path("/etc/peephole/config.toml")
+    if system.exists():
+        return system
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "peephole" / "config.toml"
+
+
+def load_config(path: str | Path | None = None, *, required: bool = False) -> Config:
+    """Read and validate the configuration; a missing default file means all defaults."""
+    config_path = Path(path) if path else default_config_path()
+    if not config_path.exists():
+        if required or path:
+            raise ConfigError(f"config file not found: {config_path}")
+        return apply_environment(Config())
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config {config_path}: {error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config {config_path} is not valid TOML: {error}") from None
+    warn_if_exposed(config_path)
+    return apply_environment(parse_config(raw, str(config_path)))
+
+
+def parse_config(raw: dict[str, Any], where: str = "config") -> Config:
+    config = Config()
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for name, values in raw.items():
+        if name not in sections:
+            raise ConfigError(f"{where}: unknown section [{name}] (known: {', '.join(sections)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        setattr(config, name, _build_section(getattr(config, name), values, f"{where} [{name}]"))
+    for section in vars(config).values():
+        validate = getattr(section, "validate", None)
+        if validate:
+            validate()
+    return config
+
+
+def _build_section(default: Any, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(type(default))
+    known = {f.name for f in dataclasses.fields(default)}
+    updates = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{where}: unknown option {key!r} (known: {', '.join(sorted(known))})")
+        updates[key] = _coerce(value, hints[key], f"{where} {key}")
+    return dataclasses.replace(default, **updates)
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f"{where}: must be a finite number")
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
+    raise ConfigError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+
+
+def apply_environment(config: Config) -> Config:
+    username = os.environ.get("PEEPHOLE_MQTT_USERNAME")
+    password = os.environ.get("PEEPHOLE_MQTT_PASSWORD")
+    if username is not None:
+        config.mqtt.username = username
+    if password is not None:
+        config.mqtt.password = password
+    return config
+
+
+def warn_if_exposed(path: Path) -> None:
+    """A config that may hold secrets must not be readable by other users."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        print(
+            f"peephole: warning: {path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}",
+            file=sys.stderr,
+        )

@@ -1,0 +1,101 @@
+"""One frame in, every face out: detect, align, gate, and embed the faces that pass."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.align import align_face
+from device.config import Config, QualityConfig
+from device.detector import Detection, DetectorVariant, FaceDetector, FaceDetectorOptions
+from device.embedder import FaceEmbedder
+from device.quality import QualityReport, assess
+
+
+@dataclass(frozen=True)
+class FaceAnalysis:
+    """One detected face: where it is, how good it is, and (if good) its embedding."""
+
+    detection: Detection
+    quality: QualityReport
+    crop: np.ndarray
+    embedding: np.ndarray | None
+
+    @property
+    def accepted(self) -> bool:
+        return self.quality.accepted
+
+
+@dataclass
+class StageTimer:
+    """Accumulates wall time per stage, in seconds, for benchmarks and STATUS lines."""
+
+    samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.samples[stage].append(seconds)
+
+
+class FacePipeline:
+    """The device's per-frame vision: the same code serves enrollment, the loop and training."""
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        quality: QualityConfig,
+        embedder: FaceEmbedder | None = None,
+        timer: StageTimer | None = None,
+    ) -> None:
+        self.detector = detector
+        self.quality = quality
+        self.embedder = embedder
+        self.timer = timer
+
+    @classmethod
+    def from_config(cls, config: Config, embedder: FaceEmbedder | None = None) -> FacePipeline:
+        options = FaceDetectorOptions(
+            variant=DetectorVariant(config.detector.variant),
+            min_score=config.detector.min_score,
+            num_threads=config.detector.num_threads,
+        )
+        return cls(FaceDetector.create(options), config.quality, embedder)
+
+    def analyse(self, image_rgb: np.ndarray, embed: bool = True) -> list[FaceAnalysis]:
+        """Every face in the frame, largest first; only accepted faces are embedded."""
+        started = time.perf_counter()
+        detections = self.detector.detect(image_rgb)
+        detections.sort(key=lambda d: d.width * d.height, reverse=True)
+        self._record("detect", started)
+        results = []
+        for detection in detections:
+            results.append(self.analyse_detection(image_rgb, detection, embed=embed))
+        return results
+
+    def analyse_detection(
+        self, image_rgb: np.ndarray, detection: Detection, embed: bool = True
+    ) -> FaceAnalysis:
+        started = time.perf_counter()
+        crop = align_face(image_rgb, detection.keypoints[:4])
+        self._record("align", started)
+        started = time.perf_counter()
+        report = assess(detection, crop, self.quality)
+        self._record("gate", started)
+        embedding = None
+        if embed and report.accepted and self.embedder is not None:
+            started = time.perf_counter()
+            embedding = self.embedder.embed(crop)
+            self._record("embed", started)
+        return FaceAnalysis(detection=detection, quality=report, crop=crop, embedding=embedding)
+
+    def _record(self, stage: str, started: float) -> None:
+        if self.timer is not None:
+            self.timer.add(stage, time.perf_counter() - started)
+
+
+def default_model_path() -> Path:
+    """The embedding model shipped inside the device package."""
+    return Path(__file__).parent / "models" / "peephole_mobilefacenet_int8.tflite"

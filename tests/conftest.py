@@ -1,0 +1,44 @@
+"""Shared fixtures: where the shared data is, and the reference models with manifests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def shared_root() -> Path:
+    return Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
+
+
+def require_shared(relative: str) -> Path:
+    """A path under the shared data; missing data fails on CI and skips elsewhere."""
+    path = shared_root() / relative
+    if not path.exists():
+        message = f"shared data missing: {path}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return require_shared(".")
+
+
+@pytest.fixture(scope="session")
+def reference_f32() -> tuple[Path, Path]:
+    """(model, manifest) of the reference float MobileFaceNet."""
+    model = require_shared("models/reference/mobilefacenet_insightface_f32.tflite")
+    return model, FIXTURES / "mobilefacenet_insightface_f32.json"
+
+
+@pytest.fixture(scope="session")
+def reference_uint8() -> tuple[Path, Path]:
+    model = require_shared("models/reference/mobilefacenet_insightface_uint8.tflite")
+    return model, FIXTURES / "mobilefacenet_insightface_uint8.json"
