@@ -99,10 +99,18 @@ pass_app = click.make_pass_decorator(AppContext)
 
 
 @click.group(cls=PeepholeGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Configuration TOML file.")
-@click.option("--db", "db_path", type=click.Path(path_type=Path), help="Gallery database (overrides config).")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), help="Embedding model .tflite.")
-@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), help="The model's manifest.")
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="Configuration TOML file."
+)
+@click.option(
+    "--db", "db_path", type=click.Path(path_type=Path), help="Gallery database (overrides config)."
+)
+@click.option(
+    "--model", "model_path", type=click.Path(path_type=Path), help="Embedding model .tflite."
+)
+@click.option(
+    "--manifest", "manifest_path", type=click.Path(path_type=Path), help="The model's manifest."
+)
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -139,10 +147,16 @@ def face_record(image: str, face: FaceAnalysis) -> dict[str, Any]:
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--annotate", type=click.Path(file_okay=False, path_type=Path), help="Write annotated JPEGs here.")
+@click.option(
+    "--annotate",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write annotated JPEGs here.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per face.")
 @pass_app
-def inspect(app: AppContext, images: tuple[Path, ...], annotate: Path | None, as_json: bool) -> None:
+def inspect(
+    app: AppContext, images: tuple[Path, ...], annotate: Path | None, as_json: bool
+) -> None:
     """Show every face found in IMAGES with its quality verdict and the reason."""
     pipeline = app.pipeline(with_embedder=False)
     failures = 0
@@ -155,7 +169,9 @@ def inspect(app: AppContext, images: tuple[Path, ...], annotate: Path | None, as
             continue
         faces = pipeline.analyse(image, embed=False)
         if not faces:
-            click.echo(json.dumps({"image": str(path), "faces": 0}) if as_json else f"{path}: no face")
+            click.echo(
+                json.dumps({"image": str(path), "faces": 0}) if as_json else f"{path}: no face"
+            )
         for face in faces:
             record = face_record(str(path), face)
             if as_json:

@@ -195,13 +195,17 @@ def _build_section(default: Any, values: dict[str, Any], where: str) -> Any:
     updates = {}
     for key, value in values.items():
         if key not in known:
-            raise ConfigError(f"{where}: unknown option {key!r} (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"{where}: unknown option {key!r} (known: {', '.join(sorted(known))})"
+            )
         updates[key] = _coerce(value, hints[key], f"{where} {key}")
     return dataclasses.replace(default, **updates)
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    allowed = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    allowed = (
+        typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    )
     if value is None and type(None) in allowed:
         return None
     for kind in allowed:

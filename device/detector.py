@@ -39,7 +39,9 @@ class _SsdLayout:
 
 _LAYOUTS = {
     # mediapipe/modules/face_detection/face_detection_short_range_common.pbtxt
-    DetectorVariant.SHORT_RANGE: _SsdLayout("face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2),
+    DetectorVariant.SHORT_RANGE: _SsdLayout(
+        "face_detection_short_range.tflite", 128, (8, 16, 16, 16), 2
+    ),
     # mediapipe/modules/face_detection/face_detection_full_range_common.pbtxt
     DetectorVariant.FULL_RANGE: _SsdLayout("face_detection_full_range.tflite", 192, (4,), 1),
 }
@@ -191,7 +193,9 @@ class FaceDetector:
         boxes = np.concatenate([centre - half, centre + half], axis=1)
         keypoints = raw[:, 2:] + anchors[:, np.newaxis, :]
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        merged = weighted_nms(boxes[valid], keypoints[valid], scores[keep][valid], self.options.nms_iou)
+        merged = weighted_nms(
+            boxes[valid], keypoints[valid], scores[keep][valid], self.options.nms_iou
+        )
         pad_xy = np.array(pad, dtype=np.float32)
         detections = []
         for box, points, score in merged:
@@ -200,7 +204,12 @@ class FaceDetector:
             points_px = (points * size - pad_xy) / scale
             detections.append(
                 Detection(
-                    box=(float(corners[0, 0]), float(corners[0, 1]), float(corners[1, 0]), float(corners[1, 1])),
+                    box=(
+                        float(corners[0, 0]),
+                        float(corners[0, 1]),
+                        float(corners[1, 0]),
+                        float(corners[1, 1]),
+                    ),
                     keypoints=points_px.astype(np.float32),
                     score=float(score),
                 )

@@ -51,7 +51,9 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise ImageError(f"{name}: file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     size = header_size(data)
     if size is not None and size[0] * size[1] > MAX_PIXELS:
-        raise ImageError(f"{name}: {size[0]}x{size[1]} is more than {MAX_PIXELS // 1_000_000} megapixels")
+        raise ImageError(
+            f"{name}: {size[0]}x{size[1]} is more than {MAX_PIXELS // 1_000_000} megapixels"
+        )
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]:
         raise ImageError(f"{name}: JPEG is truncated (no end-of-image marker)")
     buffer = np.frombuffer(data, dtype=np.uint8)
@@ -60,9 +62,13 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
         raise ImageError(f"{name}: not a readable image")
     height, width = image.shape[:2]
     if height * width > MAX_PIXELS:
-        raise ImageError(f"{name}: {width}x{height} is more than {MAX_PIXELS // 1_000_000} megapixels")
+        raise ImageError(
+            f"{name}: {width}x{height} is more than {MAX_PIXELS // 1_000_000} megapixels"
+        )
     if min(height, width) < MIN_SIDE:
-        raise ImageError(f"{name}: {width}x{height} is too small to hold a face (under {MIN_SIDE} px)")
+        raise ImageError(
+            f"{name}: {width}x{height} is too small to hold a face (under {MIN_SIDE} px)"
+        )
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 

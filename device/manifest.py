@@ -86,7 +86,9 @@ class ModelManifest:
         if self.color_order not in ("RGB", "BGR"):
             problems.append(f"color_order {self.color_order!r} is not RGB or BGR")
         if self.quantization not in _QUANTIZATIONS:
-            problems.append(f"quantization {self.quantization!r} is not one of {sorted(_QUANTIZATIONS)}")
+            problems.append(
+                f"quantization {self.quantization!r} is not one of {sorted(_QUANTIZATIONS)}"
+            )
         if self.template != "arcface112" or self.input_size != 112:
             problems.append("only the arcface112 template at input_size 112 is supported")
         if not self.std:
@@ -113,7 +115,9 @@ class ModelManifest:
         else:
             expected_input = (1, self.input_size, self.input_size, 3)
             if model.inputs[0].shape != expected_input:
-                problems.append(f"input shape is {model.inputs[0].shape}, manifest says {expected_input}")
+                problems.append(
+                    f"input shape is {model.inputs[0].shape}, manifest says {expected_input}"
+                )
             dtype = np.dtype(_QUANTIZATIONS[self.quantization])
             for spec, role in ((model.inputs[0], "input"), (model.outputs[0], "output")):
                 if spec.dtype != dtype:
@@ -123,7 +127,9 @@ class ModelManifest:
                     f"embedding size is {model.outputs[0].shape[-1]}, manifest says {self.embedding_size}"
                 )
         if problems:
-            raise ManifestError(f"model {model.path} does not match its manifest: " + "; ".join(problems))
+            raise ManifestError(
+                f"model {model.path} does not match its manifest: " + "; ".join(problems)
+            )
 
 
 def file_sha256(path: str | Path) -> str:

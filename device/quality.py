@@ -60,7 +60,9 @@ class QualityReport:
     @property
     def quality(self) -> float:
         """One number in [0, 1] to rank a track's frames: detector score times sharpness term."""
-        return float(self.score * min(1.0, self.sharpness / 200.0) * math.cos(math.radians(self.yaw)))
+        return float(
+            self.score * min(1.0, self.sharpness / 200.0) * math.cos(math.radians(self.yaw))
+        )
 
 
 def laplacian_variance(grey: np.ndarray) -> float:
@@ -82,7 +84,9 @@ def roll_and_yaw(keypoints: np.ndarray) -> tuple[float, float]:
     return roll, yaw
 
 
-def assess(detection: Detection, aligned_rgb: np.ndarray, thresholds: QualityConfig) -> QualityReport:
+def assess(
+    detection: Detection, aligned_rgb: np.ndarray, thresholds: QualityConfig
+) -> QualityReport:
     grey = cv2.cvtColor(aligned_rgb, cv2.COLOR_RGB2GRAY)
     sharpness = laplacian_variance(grey)
     brightness = float(grey[_FACE_ROWS, _FACE_COLS].mean())

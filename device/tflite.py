@@ -31,9 +31,7 @@ def interpreter_class() -> tuple[str, Any]:
         except ImportError:
             continue
         return module_name, getattr(module, attribute)
-    raise ModelError(
-        "no TFLite runtime installed: pip install ai-edge-litert (or tflite-runtime)"
-    )
+    raise ModelError("no TFLite runtime installed: pip install ai-edge-litert (or tflite-runtime)")
 
 
 @dataclass(frozen=True)

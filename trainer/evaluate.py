@@ -1,0 +1,141 @@
+"""``trainer evaluate``: LFW 10-fold verification through the device pipeline.
+
+This module must not import TensorFlow: a device-side model is evaluated with
+the device's own code. (A Keras checkpoint is embedded by trainer code that
+plugs in its own ``embed`` function.)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.config import Config
+from device.embedder import FaceEmbedder
+from device.pipeline import FacePipeline
+from trainer.lfw import AlignedSet, EmbedFn, LfwPair, align_images, pair_similarities
+from trainer.metrics import VerificationResult, kfold_verification, roc_curve
+
+
+@dataclass(frozen=True)
+class LfwReport:
+    verification: VerificationResult
+    pairs: int
+    images: int
+    detector_misses: int
+    gate_rejects: int
+
+    def summary_line(self) -> str:
+        v = self.verification
+        return (
+            f"LFW accuracy: {100 * v.accuracy_mean:.2f}% +- {100 * v.accuracy_std:.2f} "
+            f"(threshold {v.threshold:.3f})"
+        )
+
+
+def select_folds(pairs: list[LfwPair], folds: int | None) -> list[LfwPair]:
+    return pairs if folds is None else [p for p in pairs if p.fold < folds]
+
+
+def align_lfw(
+    pairs: list[LfwPair], pipeline: FacePipeline, show_progress: bool = False
+) -> AlignedSet:
+    paths = sorted({p.first for p in pairs} | {p.second for p in pairs})
+    bar = _Progress(len(paths), "align") if show_progress else None
+    aligned = align_images(paths, pipeline, progress=bar.update if bar else None)
+    if bar:
+        bar.close()
+    return aligned
+
+
+def evaluate_lfw(
+    pairs: list[LfwPair], aligned: AlignedSet, embed: EmbedFn
+) -> tuple[LfwReport, np.ndarray]:
+    """Embed every aligned crop with ``embed`` and score the pairs; returns the report and similarities."""
+    paths = sorted(aligned.crops)
+    embeddings = embed(np.stack([aligned.crops[p] for p in paths]))
+    by_path = dict(zip(paths, embeddings, strict=True))
+    similarities = pair_similarities(pairs, by_path)
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    report = LfwReport(
+        verification=kfold_verification(similarities, same, folds),
+        pairs=len(pairs),
+        images=len(paths),
+        detector_misses=len(aligned.fallbacks),
+        gate_rejects=aligned.gate_rejects,
+    )
+    return report, similarities
+
+
+def write_roc_png(path: Path, similarities: np.ndarray, same: np.ndarray, title: str) -> None:
+    """A ROC plot (log FAR axis) drawn with OpenCV, so evaluation needs no plotting library."""
+    far, tar, _ = roc_curve(similarities, same)
+    width, height, margin = 640, 480, 60
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    log_min = -4.0
+    plot_w, plot_h = width - 2 * margin, height - 2 * margin
+
+    def to_px(f: float, t: float) -> tuple[int, int]:
+        x = (np.log10(max(f, 10**log_min)) - log_min) / -log_min
+        return int(margin + x * plot_w), int(height - margin - t * plot_h)
+
+    cv2.rectangle(canvas, (margin, margin), (width - margin, height - margin), (0, 0, 0), 1)
+    for exponent in range(int(log_min), 1):
+        x, _ = to_px(10.0**exponent, 0)
+        cv2.line(canvas, (x, margin), (x, height - margin), (220, 220, 220), 1)
+        cv2.putText(canvas, f"1e{exponent}", (x - 15, height - margin + 20), 0, 0.4, (0, 0, 0), 1)
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        _, y = to_px(1.0, tick)
+        cv2.putText(canvas, f"{tick:.2f}", (10, y + 4), 0, 0.4, (0, 0, 0), 1)
+    points = np.array(
+        [to_px(float(f), float(t)) for f, t in zip(far, tar, strict=True)], dtype=np.int32
+    )
+    cv2.polylines(canvas, [points], False, (200, 60, 0), 2)
+    cv2.putText(canvas, title, (margin, margin - 20), 0, 0.5, (0, 0, 0), 1)
+    cv2.putText(
+        canvas, "false accept rate (log)", (width // 2 - 80, height - 15), 0, 0.45, (0, 0, 0), 1
+    )
+    cv2.putText(canvas, "TAR", (10, margin - 5), 0, 0.45, (0, 0, 0), 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), canvas)
+
+
+def tflite_embed_fn(embedder: FaceEmbedder) -> EmbedFn:
+    return embedder.embed_many
+
+
+def default_pipeline(num_threads: int = 2) -> FacePipeline:
+    config = Config()
+    config.detector.num_threads = num_threads
+    return FacePipeline.from_config(config)
+
+
+def report_json(report: LfwReport) -> str:
+    return json.dumps(asdict(report), indent=2)
+
+
+class _Progress:
+    """A minimal stderr progress line (tqdm is a trainer extra; evaluation needs none)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label, self._last = total, label, -1
+
+    def update(self, count: int) -> None:
+        percent = 100 * count // max(1, self.total)
+        if percent != self._last:
+            self._last = percent
+            print(
+                f"\r{self.label}: {count}/{self.total} ({percent}%)",
+                end="",
+                flush=True,
+                file=sys.stderr,
+            )
+
+    def close(self) -> None:
+        print(file=sys.stderr)
