@@ -38,6 +38,8 @@ class CameraConfig:
     width: int = 1280
     height: int = 720
     fps: float = 15.0
+    # Pace video files and image folders to their frame rate (cameras always are).
+    realtime: bool = False
 
 
 @dataclass
@@ -114,6 +116,9 @@ class MqttConfig:
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
     snapshots: bool = False
+    # Reconnect backoff, in seconds, doubling from min to max.
+    reconnect_min_delay: int = 1
+    reconnect_max_delay: int = 30
 
 
 @dataclass
@@ -126,6 +131,12 @@ class RuntimeConfig:
     min_frames: int = 3
     # Frames after which an undecided track is published as unknown.
     max_frames: int = 10
+    # Sightings before a face counts as a visitor (fewer: a passing false detection).
+    min_hits: int = 3
+    # Sightings after which a face without enough good frames is announced as unknown.
+    unknown_after_frames: int = 30
+    # Box overlap that links a face to the track of the previous frame.
+    iou_threshold: float = 0.3
     outbox_path: str = ""
     watchdog: bool = True
 

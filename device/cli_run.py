@@ -1,0 +1,147 @@
+"""``peephole run``: the camera loop as a command and a systemd service."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from device.cli import AppContext, pass_app
+from device.config import Config
+from device.gallery import Gallery
+from device.matching import Matcher, resolve_threshold
+from device.mqtt import MqttLink, MqttSettings, parse_broker
+from device.outbox import Outbox
+from device.publisher import EventPublisher
+from device.runtime import CameraLoop, LoopOptions, tracker_options
+from device.sdnotify import SystemdNotifier
+from device.sources import SourceOptions, open_source
+from device.tracker import Cooldown, VisitorTracker
+
+# SIGTERM must end the process within 5 s: up to 3 s of that go to flushing events.
+SHUTDOWN_FLUSH_SECONDS = 3.0
+
+
+def register(main: click.Group) -> None:
+    main.add_command(run)
+
+
+def apply_overrides(
+    config: Config,
+    source: str | None,
+    broker: str | None,
+    device_id: str | None,
+    realtime: bool | None,
+    outbox: Path | None,
+) -> None:
+    if source is not None:
+        config.camera.source = source
+    if broker is not None:
+        host, port = parse_broker(broker)
+        config.mqtt.host = host
+        if port is not None:
+            config.mqtt.port = port
+    if device_id is not None:
+        config.mqtt.device_id = device_id
+    if realtime is not None:
+        config.camera.realtime = realtime
+    if outbox is not None:
+        config.runtime.outbox_path = str(outbox)
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT end the loop after the current frame; a second one exits at once."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def log(message: str) -> None:
+    click.echo(f"peephole: {message}", err=True)
+
+
+@click.command()
+@click.option("--source", help="picamera2, a camera index, a URL, a video file or an image folder.")
+@click.option("--mqtt", "broker", metavar="HOST[:PORT]", help="MQTT broker (overrides config).")
+@click.option("--device-id", help="Device id in MQTT topics (overrides config).")
+@click.option("--outbox", type=click.Path(dir_okay=False, path_type=Path), help="Outbox database.")
+@click.option(
+    "--realtime/--fast",
+    default=None,
+    help="Pace video files to their frame rate, or process them as fast as possible (default).",
+)
+@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@pass_app
+def run(
+    app: AppContext,
+    source: str | None,
+    broker: str | None,
+    device_id: str | None,
+    outbox: Path | None,
+    realtime: bool | None,
+    max_frames: int | None,
+) -> None:
+    """Watch the door: recognise visitors and publish events (stdout and MQTT)."""
+    config = app.config
+    apply_overrides(config, source, broker, device_id, realtime, outbox)
+    settings = MqttSettings.from_config(config.mqtt)
+    stop = threading.Event()
+    install_stop_handlers(stop)
+
+    pipeline = app.pipeline()
+    embedder = app.embedder()
+    threshold = resolve_threshold(
+        embedder.manifest.identification_threshold, config.model.threshold
+    )
+    with contextlib.ExitStack() as cleanup:
+        gallery = Gallery.open(app.gallery_path, create=True)
+        cleanup.callback(gallery.close)
+        matcher = Matcher.from_gallery(gallery, embedder.sha256, threshold, config.model.margin)
+        store = Outbox.open(config.runtime.resolved_outbox())
+        cleanup.callback(store.close)
+        camera = config.camera
+        frames = open_source(
+            camera.source,
+            SourceOptions(
+                width=camera.width, height=camera.height, fps=camera.fps, realtime=camera.realtime
+            ),
+            stop,
+        )
+        cleanup.callback(frames.close)
+        link = MqttLink(settings) if settings.host else None
+        publisher = EventPublisher(store, settings.topics, link)
+        notifier = SystemdNotifier()
+        cleanup.callback(notifier.close)
+        backlog = publisher.start()
+        log(
+            f"watching {frames.description}; {len(matcher.people)} people enrolled; events to "
+            + (f"mqtt://{settings.host}:{settings.port} and " if link else "")
+            + f"stdout; outbox {store.path} ({backlog} waiting)"
+        )
+        loop = CameraLoop(
+            pipeline=pipeline,
+            matcher=matcher,
+            gallery=gallery,
+            source=frames,
+            publisher=publisher,
+            tracker=VisitorTracker(matcher.identify, tracker_options(config)),
+            cooldown=Cooldown(config.runtime.cooldown, same_person=threshold),
+            device_id=settings.device_id,
+            notifier=notifier,
+            stop=stop,
+            options=LoopOptions(max_frames=max_frames, snapshots=settings.snapshots),
+            log=log,
+        )
+        try:
+            stats = loop.run()
+        finally:
+            waiting = publisher.close(SHUTDOWN_FLUSH_SECONDS)
+        log(stats.summary() + (f"; {waiting} events wait in the outbox" if waiting else ""))

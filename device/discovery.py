@@ -1,0 +1,127 @@
+"""Home Assistant MQTT discovery: one device with its entities, all tied to the availability topic.
+
+Entities: an ``event`` (event types ``known_visitor`` and ``unknown_visitor``),
+a ``sensor`` holding the last visitor's name (or ``unknown``), a
+``binary_sensor`` that is on while someone is at the door, and an ``image``
+showing the best face of the last visit when snapshots are on. Configs are
+published retained to ``<discovery_prefix>/<component>/<node>/<object>/config``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from device.events import KNOWN_VISITOR, UNKNOWN_VISITOR
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic of one device, under ``<prefix>/<device_id>``."""
+
+    prefix: str
+    device_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.device_id}"
+
+    @property
+    def availability(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def presence(self) -> str:
+        return f"{self.base}/presence"
+
+    @property
+    def snapshot(self) -> str:
+        return f"{self.base}/snapshot"
+
+    def event(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+
+ONLINE = "online"
+OFFLINE = "offline"
+PRESENCE_ON = "ON"
+PRESENCE_OFF = "OFF"
+
+
+def node_id(device_id: str) -> str:
+    """A discovery node id: only the characters Home Assistant accepts there."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("peephole")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def discovery_messages(
+    topics: Topics, discovery_prefix: str, snapshots: bool
+) -> list[tuple[str, str]]:
+    """(topic, JSON payload) for every entity; an empty payload removes a disabled entity."""
+    node = node_id(topics.device_id)
+    device = {
+        "identifiers": [f"peephole_{node}"],
+        "name": f"Peephole {topics.device_id}",
+        "manufacturer": "peephole",
+        "model": "door peephole camera",
+        "sw_version": _version(),
+    }
+    common: dict[str, Any] = {
+        "device": device,
+        "availability": [
+            {
+                "topic": topics.availability,
+                "payload_available": ONLINE,
+                "payload_not_available": OFFLINE,
+            }
+        ],
+    }
+    visitor = topics.event("visitor")
+    entities: dict[tuple[str, str], dict[str, Any] | None] = {
+        ("event", "visitor"): {
+            "name": "Visitor",
+            "state_topic": visitor,
+            "event_types": [KNOWN_VISITOR, UNKNOWN_VISITOR],
+            "icon": "mdi:door",
+        },
+        ("sensor", "last_visitor"): {
+            "name": "Last visitor",
+            "state_topic": visitor,
+            "value_template": "{{ value_json.person if value_json.known else 'unknown' }}",
+            "icon": "mdi:account-question",
+        },
+        ("binary_sensor", "at_door"): {
+            "name": "Someone at the door",
+            "state_topic": topics.presence,
+            "payload_on": PRESENCE_ON,
+            "payload_off": PRESENCE_OFF,
+            "device_class": "occupancy",
+        },
+        ("image", "snapshot"): (
+            {
+                "name": "Last visitor snapshot",
+                "image_topic": topics.snapshot,
+                "content_type": "image/jpeg",
+            }
+            if snapshots
+            else None
+        ),
+    }
+    messages = []
+    for (component, object_id), entity in entities.items():
+        topic = f"{discovery_prefix}/{component}/{node}/{object_id}/config"
+        if entity is None:
+            messages.append((topic, ""))
+            continue
+        config = {**entity, **common, "unique_id": f"peephole_{node}_{object_id}"}
+        messages.append((topic, json.dumps(config, separators=(",", ":"))))
+    return messages

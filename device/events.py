@@ -1,0 +1,105 @@
+"""Event records and their JSON payloads. No embedding, crop or other biometric data, ever."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from device.tracker import Decision, Track
+
+VISITOR = "visitor"
+VISITOR_LEFT = "visitor_left"
+KNOWN_VISITOR = "known_visitor"
+UNKNOWN_VISITOR = "unknown_visitor"
+
+
+@dataclass(frozen=True)
+class VisitorEvent:
+    """One announcement: a visitor decided (``visitor``) or gone (``visitor_left``).
+
+    ``event_type`` is what Home Assistant's MQTT event entity reads:
+    ``known_visitor``, ``unknown_visitor`` or ``visitor_left``. ``latency_ms``
+    runs from the capture of the track's first frame to the event's creation
+    (just before it is stored and published); ``duration_s`` is how long the
+    visitor was seen (``visitor_left`` only).
+    """
+
+    event: str
+    event_type: str
+    event_id: str
+    device_id: str
+    timestamp: str
+    track_id: int
+    person: str | None
+    known: bool
+    similarity: float | None
+    margin: float | None
+    frames: int
+    quality: float
+    latency_ms: float | None = None
+    duration_s: float | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.payload(), separators=(",", ":"), ensure_ascii=False)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def visitor_event(track: Track, device_id: str, now_monotonic: float) -> VisitorEvent:
+    decision = _decision(track)
+    return VisitorEvent(
+        event=VISITOR,
+        event_type=KNOWN_VISITOR if decision.known else UNKNOWN_VISITOR,
+        event_id=new_event_id(),
+        device_id=device_id,
+        timestamp=utc_timestamp(),
+        track_id=track.track_id,
+        person=decision.person,
+        known=decision.known,
+        similarity=_rounded(decision.similarity, 4),
+        margin=_rounded(decision.margin, 4),
+        frames=decision.frames_used,
+        quality=round(decision.quality, 4),
+        latency_ms=round((now_monotonic - track.first_captured) * 1000.0, 1),
+    )
+
+
+def visitor_left_event(track: Track, device_id: str) -> VisitorEvent:
+    decision = _decision(track)
+    return VisitorEvent(
+        event=VISITOR_LEFT,
+        event_type=VISITOR_LEFT,
+        event_id=new_event_id(),
+        device_id=device_id,
+        timestamp=utc_timestamp(),
+        track_id=track.track_id,
+        person=decision.person,
+        known=decision.known,
+        similarity=_rounded(decision.similarity, 4),
+        margin=_rounded(decision.margin, 4),
+        frames=decision.frames_used,
+        quality=round(decision.quality, 4),
+        duration_s=round(track.last_captured - track.first_captured, 3),
+    )
+
+
+def _decision(track: Track) -> Decision:
+    if track.decision is None:
+        raise ValueError(f"track {track.track_id} has no decision yet")
+    return track.decision
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,249 @@
+"""The MQTT link (paho-mqtt 2.x): the only module that imports paho.
+
+One :class:`MqttLink` owns the device's topics under ``<prefix>/<device_id>``:
+
+- ``availability``: retained; ``online`` on every connect, ``offline`` on a
+  clean stop and from the broker's last will when the device dies;
+- events at QoS 1, never retained; every PUBACK is reported through
+  :meth:`MqttLink.acknowledged` so the outbox can forget the event;
+- Home Assistant discovery configs (retained), sent on every connect and again
+  whenever Home Assistant announces ``online`` on ``<discovery_prefix>/status``.
+
+paho's network thread connects in the background and reconnects with
+exponential backoff; messages published while disconnected wait in paho's
+queue and go out, in order, after the next connect.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device.config import MqttConfig
+from device.discovery import OFFLINE, ONLINE, Topics, discovery_messages
+from device.errors import ConfigError
+
+_FORBIDDEN_TOPIC_CHARACTERS = set("+#\0")
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str
+    port: int = 1883
+    device_id: str = "peephole"
+    topic_prefix: str = "peephole"
+    username: str = ""
+    password: str = ""
+    keepalive: int = 30
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    snapshots: bool = False
+    reconnect_min_delay: int = 1
+    reconnect_max_delay: int = 30
+
+    @classmethod
+    def from_config(cls, config: MqttConfig) -> MqttSettings:
+        settings = cls(
+            host=config.host,
+            port=config.port,
+            device_id=config.device_id,
+            topic_prefix=config.topic_prefix,
+            username=config.username,
+            password=config.password,
+            keepalive=config.keepalive,
+            tls=config.tls,
+            ca_file=config.ca_file,
+            cert_file=config.cert_file,
+            key_file=config.key_file,
+            tls_insecure=config.tls_insecure,
+            discovery=config.discovery,
+            discovery_prefix=config.discovery_prefix,
+            snapshots=config.snapshots,
+            reconnect_min_delay=config.reconnect_min_delay,
+            reconnect_max_delay=config.reconnect_max_delay,
+        )
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name, value in (
+            ("device_id", self.device_id),
+            ("topic_prefix", self.topic_prefix),
+            ("discovery_prefix", self.discovery_prefix),
+        ):
+            if not value or _FORBIDDEN_TOPIC_CHARACTERS & set(value):
+                raise ConfigError(f"[mqtt] {name} must be non-empty without '+', '#' or NUL")
+        if "/" in self.device_id:
+            raise ConfigError("[mqtt] device_id must not contain '/'")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"[mqtt] port must be 1-65535, not {self.port}")
+        if self.cert_file and not self.key_file:
+            raise ConfigError("[mqtt] cert_file needs key_file")
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix, self.device_id)
+
+
+def parse_broker(value: str) -> tuple[str, int | None]:
+    """``HOST[:PORT]`` (IPv6 as ``[::1]:1883``) into host and optional port."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    else:
+        host, port_text = value, ""
+    if not host:
+        raise ConfigError(f"--mqtt {value!r}: expected HOST[:PORT]")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"--mqtt {value!r}: port must be 1-65535")
+    return host, int(port_text)
+
+
+class MqttLink:
+    """A background connection to the broker with availability, discovery and acked events."""
+
+    def __init__(self, settings: MqttSettings, log: Any = None) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self._log = log or _log_to_stderr
+        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._connected = False
+        self._last_problem = ""
+        self._ha_status = f"{settings.discovery_prefix}/status"
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"peephole-{settings.device_id}",
+            clean_session=True,
+        )
+        client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password or None)
+        if settings.tls:
+            try:
+                client.tls_set(
+                    ca_certs=settings.ca_file or None,
+                    certfile=settings.cert_file or None,
+                    keyfile=settings.key_file or None,
+                )
+            except (OSError, ValueError) as error:
+                raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
+            client.tls_insecure_set(settings.tls_insecure)
+        client.reconnect_delay_set(settings.reconnect_min_delay, settings.reconnect_max_delay)
+        client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        self._client = client
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def start(self) -> None:
+        """Connect in the background; failures are retried, never raised."""
+        self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        self._client.loop_start()
+
+    def publish_event(self, topic: str, payload: str) -> int:
+        """Queue one event at QoS 1, not retained; returns the mid its PUBACK will carry."""
+        info = self._client.publish(topic, payload, qos=1, retain=False)
+        return int(info.mid)
+
+    def publish_state(self, topic: str, payload: str | bytes, qos: int = 1) -> None:
+        """A state change (presence, snapshot): not retained, not kept in the outbox."""
+        self._client.publish(topic, payload, qos=qos, retain=False)
+
+    def acknowledged(self) -> list[int]:
+        """Message ids the broker acknowledged since the last call."""
+        mids = []
+        while True:
+            try:
+                mids.append(self._acks.get_nowait())
+            except queue.Empty:
+                return mids
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Publish ``offline`` (if connected), disconnect and stop the network thread."""
+        if self._connected:
+            info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self._connected:
+                try:
+                    if info.is_published():
+                        break
+                except (RuntimeError, ValueError):
+                    break
+                time.sleep(0.01)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        if reason.is_failure:
+            self._problem(f"MQTT broker {self._where()} refused the connection: {reason}")
+            return
+        self._connected = True
+        self._last_problem = ""
+        self._log(f"connected to MQTT broker {self._where()}")
+        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        if self.settings.discovery:
+            client.subscribe(self._ha_status, qos=1)
+            self._send_discovery(client)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        self._problem(f"MQTT broker {self._where()} unreachable; retrying with backoff")
+
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
+        was_connected = self._connected
+        self._connected = False
+        if was_connected and reason.is_failure:
+            self._problem(f"lost MQTT broker {self._where()} ({reason}); reconnecting")
+
+    def _on_publish(
+        self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
+    ) -> None:
+        # Runs in paho's thread under its message lock: only hand the mid over.
+        self._acks.put(mid)
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if message.topic == self._ha_status and message.payload == ONLINE.encode():
+            self._send_discovery(client)
+
+    def _send_discovery(self, client: paho.Client) -> None:
+        for topic, payload in discovery_messages(
+            self.topics, self.settings.discovery_prefix, self.settings.snapshots
+        ):
+            client.publish(topic, payload, qos=1, retain=True)
+
+    def _where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _problem(self, message: str) -> None:
+        # Report each distinct problem once, not on every retry.
+        if message != self._last_problem:
+            self._last_problem = message
+            self._log(message)
+
+
+def _log_to_stderr(message: str) -> None:
+    print(f"peephole: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,100 @@
+"""The durable outbox: every event is stored before it is published, and deleted only on PUBACK.
+
+Rows keep their insertion order (``seq``), so events made while the broker is
+down, or before a crash or power cut, are delivered later in the order they
+happened. ``event_id`` is unique: storing the same event twice is a no-op.
+The database runs in WAL mode with ``synchronous=FULL``: a committed event
+survives ``kill -9`` and a power cut.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from device.errors import PeepholeError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class OutboxError(PeepholeError):
+    """The outbox database cannot be opened or written."""
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    seq: int
+    event_id: str
+    topic: str
+    payload: str
+    created: float
+
+
+class Outbox:
+    """A FIFO of unacknowledged events in one SQLite file, used from one thread."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Outbox:
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        except (OSError, sqlite3.Error) as error:
+            raise OutboxError(f"cannot open outbox {path}: {error}") from None
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(_SCHEMA)
+            (check,) = connection.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.Error as error:
+            connection.close()
+            raise OutboxError(f"outbox {path} is not a usable database: {error}") from None
+        if check != "ok":
+            connection.close()
+            raise OutboxError(f"outbox {path} is damaged: {check}")
+        return cls(connection, path)
+
+    def add(self, event_id: str, topic: str, payload: str) -> bool:
+        """Store one event durably; False if that event_id is already stored."""
+        try:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO outbox (event_id, topic, payload, created) VALUES (?, ?, ?, ?)",
+                (event_id, topic, payload, time.time()),
+            )
+        except sqlite3.Error as error:
+            raise OutboxError(f"cannot store event {event_id} in {self.path}: {error}") from None
+        return cursor.rowcount == 1
+
+    def pending(self, limit: int | None = None) -> list[OutboxEntry]:
+        """Unacknowledged events, oldest first."""
+        query = "SELECT seq, event_id, topic, payload, created FROM outbox ORDER BY seq"
+        rows = self._db.execute(query + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
+        return [OutboxEntry(*row) for row in rows]
+
+    def remove(self, event_id: str) -> None:
+        """The broker acknowledged the event: forget it."""
+        try:
+            self._db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
+        except sqlite3.Error as error:
+            raise OutboxError(f"cannot remove event {event_id} from {self.path}: {error}") from None
+
+    def __len__(self) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+        return int(count)
+
+    def close(self) -> None:
+        self._db.close()

@@ -1,0 +1,247 @@
+"""The camera loop: frames -> faces -> tracks -> one identity per visit -> events.
+
+Per frame: detect, gate, align and embed (``FacePipeline``), link faces to
+tracks and decide identities (``VisitorTracker``), announce each decided visit
+once (``Cooldown``), and hand events to the ``EventPublisher`` (outbox, stdout,
+broker). The frame loop itself feeds the systemd watchdog, so a camera that
+hangs stops the pings. ``stop`` (set by SIGTERM/SIGINT) ends the loop after the
+current frame.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import cv2
+import numpy as np
+
+from device.config import Config
+from device.detector import Detection
+from device.discovery import PRESENCE_OFF, PRESENCE_ON
+from device.errors import PeepholeError
+from device.events import visitor_event, visitor_left_event
+from device.gallery import Gallery
+from device.matching import Matcher
+from device.pipeline import FaceAnalysis, FacePipeline
+from device.publisher import EventPublisher
+from device.sdnotify import SystemdNotifier
+from device.sources import Frame, FrameSource
+from device.tracker import Cooldown, Track, TrackerOptions, TrackerStep, VisitorTracker
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    max_frames: int | None = None
+    status_interval: float = 5.0
+    gallery_refresh_interval: float = 1.0
+    snapshots: bool = False
+    snapshot_quality: int = 85
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    seconds: float = 0.0
+    events: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        text = f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps), {self.events} events"
+        if self.latencies_ms:
+            ordered = sorted(self.latencies_ms)
+            p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+            text += (
+                f"; visitor latency median {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms"
+            )
+        return text
+
+
+def tracker_options(config: Config) -> TrackerOptions:
+    runtime = config.runtime
+    return TrackerOptions(
+        iou_threshold=runtime.iou_threshold,
+        max_missed_frames=runtime.max_missed_frames,
+        min_hits=runtime.min_hits,
+        min_frames=runtime.min_frames,
+        max_frames=runtime.max_frames,
+        unknown_after_frames=runtime.unknown_after_frames,
+    )
+
+
+class CameraLoop:
+    def __init__(
+        self,
+        *,
+        pipeline: FacePipeline,
+        matcher: Matcher,
+        gallery: Gallery,
+        source: FrameSource,
+        publisher: EventPublisher,
+        tracker: VisitorTracker,
+        cooldown: Cooldown,
+        device_id: str,
+        notifier: SystemdNotifier,
+        stop: threading.Event,
+        options: LoopOptions,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.matcher = matcher
+        self.gallery = gallery
+        self.source = source
+        self.publisher = publisher
+        self.tracker = tracker
+        self.cooldown = cooldown
+        self.device_id = device_id
+        self.notifier = notifier
+        self.stop = stop
+        self.options = options
+        self.log = log or _log_to_stderr
+        self.stats = RunStats()
+        self._announced: set[int] = set()
+        self._snapshots: dict[int, bytes] = {}
+        self._present = False
+        self._gallery_warning = ""
+
+    def run(self) -> RunStats:
+        started = time.monotonic()
+        last_status = last_refresh = started
+        frames_at_status = 0
+        self.notifier.ready(f"watching {self.source.description}")
+        while not self.stop.is_set():
+            if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
+                break
+            frame = self.source.read()
+            if frame is None:
+                break
+            self.process(frame)
+            self.notifier.watchdog()
+            now = time.monotonic()
+            if now - last_refresh >= self.options.gallery_refresh_interval:
+                last_refresh = now
+                self._refresh_gallery()
+            if now - last_status >= self.options.status_interval:
+                fps = (self.stats.frames - frames_at_status) / (now - last_status)
+                self.notifier.status(
+                    f"{fps:.1f} fps, {len(self.tracker.tracks)} faces tracked, "
+                    f"{self.stats.events} events"
+                )
+                last_status, frames_at_status = now, self.stats.frames
+        self.notifier.stopping()
+        self._handle(self.tracker.finish())
+        self._update_presence()
+        self.stats.seconds = time.monotonic() - started
+        return self.stats
+
+    def process(self, frame: Frame) -> None:
+        faces = analyse_frame(self.pipeline, frame)
+        step = self.tracker.update(faces, frame.index, frame.captured)
+        if self.options.snapshots:
+            self._keep_snapshots(frame)
+        self._handle(step)
+        self._update_presence()
+        self.publisher.poll()
+        self.stats.frames += 1
+
+    def _handle(self, step: TrackerStep) -> None:
+        for track in step.decided:
+            if not self.cooldown.allow(track, time.monotonic()):
+                continue
+            event = visitor_event(track, self.device_id, time.monotonic())
+            self.publisher.publish(event)
+            self._announced.add(track.track_id)
+            self.stats.events += 1
+            if event.latency_ms is not None:
+                self.stats.latencies_ms.append(event.latency_ms)
+            if event.known and event.person is not None:
+                self._touch(event.person)
+            snapshot = self._snapshots.get(track.track_id)
+            if snapshot is not None:
+                self.publisher.state(self.publisher.topics.snapshot, snapshot)
+        for track in step.ended:
+            self._snapshots.pop(track.track_id, None)
+            if track.track_id in self._announced:
+                self._announced.discard(track.track_id)
+                self.publisher.publish(visitor_left_event(track, self.device_id))
+                self.stats.events += 1
+
+    def _keep_snapshots(self, frame: Frame) -> None:
+        for track in self.tracker.tracks:
+            if track.improved and track.track_id not in self._announced:
+                self._snapshots[track.track_id] = encode_snapshot(
+                    frame.rgb, track, self.options.snapshot_quality
+                )
+
+    def _update_presence(self) -> None:
+        present = self.tracker.visitors_present
+        if present != self._present:
+            self._present = present
+            self.publisher.state(
+                self.publisher.topics.presence, PRESENCE_ON if present else PRESENCE_OFF
+            )
+
+    def _touch(self, person: str) -> None:
+        try:
+            self.gallery.touch_last_seen(person, time.time())
+        except PeepholeError as error:
+            self._warn_gallery(f"cannot record last_seen in the gallery: {error}")
+
+    def _refresh_gallery(self) -> None:
+        try:
+            if self.matcher.refresh():
+                self.log(f"gallery changed: {len(self.matcher.people)} people enrolled")
+        except PeepholeError as error:
+            self._warn_gallery(f"cannot reload the gallery: {error}")
+
+    def _warn_gallery(self, message: str) -> None:
+        if message != self._gallery_warning:
+            self._gallery_warning = message
+            self.log(message)
+
+
+def analyse_frame(pipeline: FacePipeline, frame: Frame) -> list[FaceAnalysis]:
+    """Every face of the frame; detection runs on the small stream when the source has one."""
+    if frame.detect_rgb is None:
+        return pipeline.analyse(frame.rgb)
+    scale_y = frame.rgb.shape[0] / frame.detect_rgb.shape[0]
+    scale_x = frame.rgb.shape[1] / frame.detect_rgb.shape[1]
+    detections = [
+        scale_detection(d, scale_x, scale_y) for d in pipeline.detector.detect(frame.detect_rgb)
+    ]
+    detections.sort(key=lambda d: d.width * d.height, reverse=True)
+    return [pipeline.analyse_detection(frame.rgb, d) for d in detections]
+
+
+def scale_detection(detection: Detection, scale_x: float, scale_y: float) -> Detection:
+    x0, y0, x1, y1 = detection.box
+    factors = np.array([scale_x, scale_y], dtype=np.float32)
+    return replace(
+        detection,
+        box=(x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y),
+        keypoints=detection.keypoints * factors,
+    )
+
+
+def encode_snapshot(rgb: np.ndarray, track: Track, quality: int) -> bytes:
+    """A JPEG of the frame around the track's face (the face and some context)."""
+    height, width = rgb.shape[:2]
+    x0, y0, x1, y1 = track.box
+    pad_x, pad_y = (x1 - x0), (y1 - y0)
+    left, top = max(0, int(x0 - pad_x)), max(0, int(y0 - pad_y))
+    right, bottom = min(width, int(x1 + pad_x)), min(height, int(y1 + pad_y))
+    crop = cv2.cvtColor(rgb[top:bottom, left:right], cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return bytes(data) if ok else b""
+
+
+def _log_to_stderr(message: str) -> None:
+    print(f"peephole: {message}", file=sys.stderr, flush=True)

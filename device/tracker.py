@@ -1,0 +1,295 @@
+"""Visitor tracking: faces linked across frames, evidence gathered per track, one identity per visit.
+
+Faces are linked to tracks by box overlap (IoU), falling back to centre
+distance for a face that moved fast. Each track collects the embeddings of its
+accepted faces; its identity is decided once, as early as the evidence is
+convincing:
+
+- **known** as soon as at least ``min_frames`` embeddings were gathered, their
+  normalised mean matches a person, and at least half of the single frames
+  agree with that person;
+- **unknown** once ``max_frames`` embeddings did not name anyone, or the face
+  was seen ``unknown_after_frames`` times without enough good frames, or the
+  track ended undecided after at least ``min_hits`` sightings.
+
+Shorter tracks (a passing false detection) are dropped without a decision.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from device.detector import Detection
+from device.quality import QualityReport
+
+Box = tuple[float, float, float, float]
+
+
+class IdentityMatch(Protocol):
+    """What a matcher answers for one embedding (device.matching.Match fits)."""
+
+    @property
+    def person(self) -> str | None: ...
+
+    @property
+    def similarity(self) -> float: ...
+
+    @property
+    def margin(self) -> float: ...
+
+    @property
+    def known(self) -> bool: ...
+
+
+Identify = Callable[[np.ndarray], IdentityMatch]
+
+
+class Observation(Protocol):
+    """One analysed face (device.pipeline.FaceAnalysis fits)."""
+
+    @property
+    def detection(self) -> Detection: ...
+
+    @property
+    def quality(self) -> QualityReport: ...
+
+    @property
+    def embedding(self) -> np.ndarray | None: ...
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    iou_threshold: float = 0.3
+    # Centre distance, relative to the box size, that still links a face that moved fast.
+    max_centre_distance: float = 0.5
+    max_missed_frames: int = 15
+    min_hits: int = 3
+    min_frames: int = 3
+    max_frames: int = 10
+    unknown_after_frames: int = 30
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One visit's identity; embeddings stay in the track, never in the decision."""
+
+    person: str | None
+    known: bool
+    similarity: float | None
+    margin: float | None
+    frames_used: int
+    quality: float
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: Box
+    first_captured: float
+    first_index: int
+    last_index: int
+    last_captured: float
+    hits: int = 1
+    missed: int = 0
+    embeddings: list[np.ndarray] = field(default_factory=list, repr=False)
+    qualities: list[float] = field(default_factory=list)
+    votes: Counter[str] = field(default_factory=Counter)
+    best_quality: float = -1.0
+    # Whether this frame gave the track its best face so far (a snapshot moment).
+    improved: bool = False
+    decision: Decision | None = None
+
+    def mean_embedding(self) -> np.ndarray:
+        mean: np.ndarray = np.mean(np.stack(self.embeddings), axis=0).astype(np.float32)
+        norm = float(np.linalg.norm(mean))
+        return mean / norm if norm > 0 else mean
+
+
+@dataclass
+class TrackerStep:
+    """What one frame changed: tracks decided now, tracks that ended now."""
+
+    decided: list[Track] = field(default_factory=list)
+    ended: list[Track] = field(default_factory=list)
+
+
+class VisitorTracker:
+    """Links faces frame to frame and decides each track's identity once."""
+
+    def __init__(self, identify: Identify, options: TrackerOptions | None = None) -> None:
+        self.identify = identify
+        self.options = options or TrackerOptions()
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    @property
+    def visitors_present(self) -> bool:
+        """Someone is at the door: a track seen often enough that it is not a fluke."""
+        return any(t.hits >= self.options.min_hits for t in self.tracks)
+
+    def update(
+        self, faces: Sequence[Observation], frame_index: int, captured: float
+    ) -> TrackerStep:
+        step = TrackerStep()
+        for existing in self.tracks:
+            existing.improved = False
+        assignments = self._assign([f.detection.box for f in faces])
+        matched_tracks: set[int] = set()
+        for face_index, face in enumerate(faces):
+            found = assignments.get(face_index)
+            if found is None:
+                track = Track(
+                    track_id=self._next_id,
+                    box=face.detection.box,
+                    first_captured=captured,
+                    first_index=frame_index,
+                    last_index=frame_index,
+                    last_captured=captured,
+                )
+                self._next_id += 1
+                self.tracks.append(track)
+            else:
+                track = found
+                track.box = face.detection.box
+                track.hits += 1
+                track.missed = 0
+                track.last_index = frame_index
+                track.last_captured = captured
+            matched_tracks.add(track.track_id)
+            self._observe(track, face)
+            if track.decision is None and self._decide(track, final=False):
+                step.decided.append(track)
+        for track in list(self.tracks):
+            if track.track_id in matched_tracks:
+                continue
+            track.missed += 1
+            if track.missed > self.options.max_missed_frames:
+                self._end(track, step)
+        return step
+
+    def finish(self) -> TrackerStep:
+        """End every track (end of the stream or shutdown)."""
+        step = TrackerStep()
+        for track in list(self.tracks):
+            self._end(track, step)
+        return step
+
+    def _end(self, track: Track, step: TrackerStep) -> None:
+        self.tracks.remove(track)
+        if track.decision is None and track.hits >= self.options.min_hits:
+            self._decide(track, final=True)
+            step.decided.append(track)
+        if track.decision is not None:
+            step.ended.append(track)
+
+    def _observe(self, track: Track, face: Observation) -> None:
+        quality = face.quality.quality
+        if quality > track.best_quality:
+            track.best_quality = quality
+            track.improved = True
+        if face.embedding is None or track.decision is not None:
+            return
+        track.embeddings.append(face.embedding)
+        track.qualities.append(quality)
+        match = self.identify(face.embedding)
+        if match.known and match.person is not None:
+            track.votes[match.person] += 1
+
+    def _decide(self, track: Track, final: bool) -> bool:
+        options = self.options
+        used = len(track.embeddings)
+        if used == 0:
+            if final or track.hits >= options.unknown_after_frames:
+                track.decision = Decision(None, False, None, None, 0, max(track.best_quality, 0.0))
+                return True
+            return False
+        if used < options.min_frames and not (final or track.hits >= options.unknown_after_frames):
+            return False
+        match = self.identify(track.mean_embedding())
+        quality = float(np.mean(track.qualities))
+        agreeing = track.votes[match.person] if match.person is not None else 0
+        if match.known and used >= options.min_frames and 2 * agreeing >= used:
+            track.decision = Decision(
+                match.person, True, match.similarity, match.margin, used, quality
+            )
+            return True
+        if final or used >= options.max_frames or track.hits >= options.unknown_after_frames:
+            track.decision = Decision(None, False, match.similarity, match.margin, used, quality)
+            return True
+        return False
+
+    def _assign(self, boxes: list[Box]) -> dict[int, Track]:
+        """Greedy matching: best overlaps first, then nearest centres for what is left."""
+        pairs: list[tuple[float, int, int]] = []
+        fallback: list[tuple[float, int, int]] = []
+        for face_index, box in enumerate(boxes):
+            for track_index, track in enumerate(self.tracks):
+                overlap = iou(box, track.box)
+                if overlap >= self.options.iou_threshold:
+                    pairs.append((-overlap, face_index, track_index))
+                else:
+                    distance = centre_distance(box, track.box)
+                    if distance <= self.options.max_centre_distance:
+                        fallback.append((distance, face_index, track_index))
+        assigned: dict[int, Track] = {}
+        used_tracks: set[int] = set()
+        for _, face_index, track_index in sorted(pairs) + sorted(fallback):
+            if face_index in assigned or track_index in used_tracks:
+                continue
+            assigned[face_index] = self.tracks[track_index]
+            used_tracks.add(track_index)
+        return assigned
+
+
+def iou(a: Box, b: Box) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def centre_distance(a: Box, b: Box) -> float:
+    """Distance between box centres in units of the larger box's mean side."""
+    ax, ay = (a[0] + a[2]) / 2, (a[1] + a[3]) / 2
+    bx, by = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    size = max((a[2] - a[0] + a[3] - a[1]) / 2, (b[2] - b[0] + b[3] - b[1]) / 2, 1.0)
+    return float(np.hypot(ax - bx, ay - by)) / size
+
+
+class Cooldown:
+    """Keeps a visitor standing at the door from being announced again and again.
+
+    A known person is quiet for ``seconds`` after their last sighting. An unknown
+    visitor is recognised again by the mean embedding of the earlier track
+    (kept in memory only, for ``seconds``) when similarity reaches ``same_person``.
+    """
+
+    def __init__(self, seconds: float, same_person: float) -> None:
+        self.seconds = seconds
+        self.same_person = same_person
+        self._known: dict[str, float] = {}
+        self._unknown: list[tuple[float, np.ndarray]] = []
+
+    def allow(self, track: Track, now: float) -> bool:
+        """Whether this decided track should be announced; records it if so."""
+        decision = track.decision
+        if decision is None:
+            return False
+        self._unknown = [(t, e) for t, e in self._unknown if now - t < self.seconds]
+        if decision.known and decision.person is not None:
+            last = self._known.get(decision.person)
+            # Every sighting restarts the quiet period, so someone who stays is not re-announced.
+            self._known[decision.person] = now
+            return last is None or now - last >= self.seconds
+        if not track.embeddings:
+            return True
+        mean = track.mean_embedding()
+        seen_before = any(float(mean @ earlier) >= self.same_person for _, earlier in self._unknown)
+        self._unknown.append((now, mean))
+        return not seen_before

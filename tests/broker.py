@@ -1,0 +1,206 @@
+"""A real Mosquitto broker on 127.0.0.1 for tests, and a subscriber that records what it gets.
+
+Import the fixtures into a test module with
+``from tests.broker import broker, mosquitto_path  # noqa: F401``.
+
+The broker keeps persistent sessions on disk (``persistence true``), so a
+subscriber that connected once with ``clean_session=False`` receives the QoS 1
+messages published while it was away, even across a broker restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+MOSQUITTO = Path("/usr/sbin/mosquitto")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Broker:
+    """One mosquitto process with a generated config; can be stopped and started again."""
+
+    def __init__(self, executable: Path, workdir: Path, port: int | None = None) -> None:
+        self.executable = executable
+        self.workdir = workdir
+        self.host = "127.0.0.1"
+        self.port = port or free_port()
+        self.log = workdir / "mosquitto.log"
+        self.config = workdir / "mosquitto.conf"
+        # Started as root, mosquitto would drop to user "mosquitto" and lose the temp folder.
+        user = "user root\n" if os.geteuid() == 0 else ""
+        self.config.write_text(
+            user + f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {workdir}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 10000\n"
+            f"log_dest file {self.log}\n"
+            "log_type all\n"
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.running:
+            return
+        self._process = subprocess.Popen(
+            [str(self.executable), "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {self.log.read_text(errors='replace')}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), 0.2),
+            ):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on port {self.port}")
+
+    def stop(self) -> None:
+        """Stop cleanly (mosquitto saves its persistent sessions on SIGTERM)."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+    at: float
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode("utf-8", errors="replace")
+
+
+class Subscriber:
+    """A plain paho client that records every message on its subscriptions."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        topics: list[str],
+        client_id: str = "",
+        clean_session: bool = True,
+    ) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.messages: list[Received] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    def _on_connect(self, client: paho.Client, *args: object) -> None:
+        client.subscribe([(topic, 1) for topic in self.topics])
+
+    def _on_subscribe(self, *args: object) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(
+                Received(message.topic, message.payload, message.retain, message.qos, time.time())
+            )
+
+    def connect(self, timeout: float = 10.0) -> Subscriber:
+        self._subscribed.clear()
+        self.client.connect(self.broker.host, self.broker.port, keepalive=30)
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            raise RuntimeError("subscription was not acknowledged")
+        return self
+
+    def disconnect(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def on(self, topic_suffix: str) -> list[Received]:
+        with self._lock:
+            return [m for m in self.messages if m.topic.endswith(topic_suffix)]
+
+    def wait_for(
+        self, predicate: Callable[[list[Received]], bool], timeout: float = 15.0
+    ) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                snapshot = list(self.messages)
+            if predicate(snapshot):
+                return snapshot
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.messages)
+
+
+@pytest.fixture(scope="session")
+def mosquitto_path() -> Path:
+    executable = MOSQUITTO if MOSQUITTO.exists() else shutil.which("mosquitto")
+    if not executable:
+        pytest.skip("mosquitto is not installed (apt install mosquitto)")
+    return Path(executable)
+
+
+@pytest.fixture
+def broker(mosquitto_path: Path, tmp_path: Path) -> Iterator[Broker]:
+    """A running broker for one test; the test may stop and start it."""
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    instance = Broker(mosquitto_path, workdir)
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def module_broker(
+    mosquitto_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Broker]:
+    """One broker shared by a whole test module."""
+    instance = Broker(mosquitto_path, tmp_path_factory.mktemp("mosquitto"))
+    instance.start()
+    yield instance
+    instance.stop()

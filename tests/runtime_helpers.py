@@ -1,0 +1,134 @@
+"""Helpers for tests that run ``peephole run`` as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from device.cli import main
+from tests.broker import Broker
+from tests.conftest import ROOT, require_shared
+
+PEOPLE = {
+    "Lin-Manuel Miranda": "data/video/lin-manuel-miranda.png",
+    "Alex Lacamoire": "data/video/alex-lacamoire.png",
+}
+
+
+def model_options(reference: tuple[Path, Path]) -> list[str]:
+    model, manifest = reference
+    return ["--model", str(model), "--manifest", str(manifest)]
+
+
+def enroll_people(gallery: Path, reference: tuple[Path, Path]) -> None:
+    """Enroll both people of the clip's folder from their one photo each."""
+    runner = CliRunner()
+    for name, photo in PEOPLE.items():
+        result = runner.invoke(
+            main,
+            [
+                "--db",
+                str(gallery),
+                *model_options(reference),
+                "enroll",
+                "--name",
+                name,
+                "--images",
+                str(require_shared(photo)),
+                "--min-samples",
+                "1",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+
+
+def write_config(
+    path: Path,
+    *,
+    gallery: Path,
+    outbox: Path,
+    broker: Broker | None = None,
+    device_id: str = "door",
+    extra: str = "",
+) -> Path:
+    mqtt = (
+        f'host = "{broker.host}"\nport = {broker.port}\n'
+        "reconnect_min_delay = 1\nreconnect_max_delay = 1\n"
+        if broker
+        else ""
+    )
+    path.write_text(
+        f'[gallery]\npath = "{gallery}"\n\n'
+        f'[runtime]\noutbox_path = "{outbox}"\n\n'
+        f'[mqtt]\ndevice_id = "{device_id}"\n{mqtt}\n'
+        f"{extra}"
+    )
+    path.chmod(0o600)
+    return path
+
+
+def run_command(config: Path, reference: tuple[Path, Path], *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from device.cli import main; main()",
+        "--config",
+        str(config),
+        *model_options(reference),
+        "run",
+        *args,
+    ]
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    env["PYTHONPATH"] = str(ROOT)
+    env.update(extra)
+    return env
+
+
+def start_run(
+    config: Path, reference: tuple[Path, Path], *args: str, **env: str
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        run_command(config, reference, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_environment(**env),
+        cwd=ROOT,
+    )
+
+
+def run_to_end(
+    config: Path, reference: tuple[Path, Path], *args: str, timeout: float = 180, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        run_command(config, reference, *args),
+        capture_output=True,
+        text=True,
+        env=child_environment(**env),
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def wait_until(condition: Any, timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
