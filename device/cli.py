@@ -204,6 +204,11 @@ def draw_faces(image_rgb: np.ndarray, faces: list[FaceAnalysis]) -> np.ndarray:
         cv2.putText(canvas, label, (x0, max(12, y0 - 5)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1)
     return canvas
 
+
+from device.cli_gallery import register as _register_gallery  # noqa: E402
+
+_register_gallery(main)
+
 from device.cli_run import register as _register_run  # noqa: E402
 
 _register_run(main)

@@ -94,6 +94,8 @@ class GalleryConfig:
 class EnrollConfig:
     samples: int = 10
     min_samples: int = 3
+    # A face at least this cosine-similar to a sample already taken is skipped.
+    duplicate_similarity: float = 0.95
 
 
 @dataclass
