@@ -58,10 +58,10 @@ class QualityConfig:
     """The quality gate's thresholds (see device/quality.py for each measure)."""
 
     min_score: float = 0.8
-    min_sharpness: float = 25.0
+    min_sharpness: float = 40.0
     min_eye_distance: float = 20.0
     max_roll: float = 30.0
-    max_yaw: float = 40.0
+    max_yaw: float = 45.0
     min_brightness: float = 40.0
     max_brightness: float = 220.0
 

@@ -98,7 +98,10 @@ def expand_image_paths(paths: list[Path]) -> list[Path]:
     result: list[Path] = []
     for path in paths:
         if path.is_dir():
-            result.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"{path}: no images in this folder")
+            result.extend(found)
         else:
             result.append(path)
     return result

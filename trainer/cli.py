@@ -101,3 +101,16 @@ def evaluate(
     if json_out:
         json_out.write_text(report_json(report), encoding="utf-8")
     click.echo(report.summary_line())
+
+
+from trainer.prepare import register as _register_prepare  # noqa: E402
+
+_register_prepare(main)
+
+from trainer.teacher import register as _register_teacher  # noqa: E402
+
+_register_teacher(main)
+
+from trainer.train import register as _register_train  # noqa: E402
+
+_register_train(main)

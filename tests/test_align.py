@@ -1,0 +1,59 @@
+"""The similarity transform and the warp, against transforms known by construction."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from device.align import ARCFACE_TEMPLATE, ARCFACE_TEMPLATE_4, align_face, estimate_similarity
+
+
+def similarity_matrix(scale: float, angle: float, tx: float, ty: float) -> np.ndarray:
+    c, s = scale * math.cos(angle), scale * math.sin(angle)
+    return np.array([[c, -s, tx], [s, c, ty]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scale=st.floats(0.2, 5.0),
+    angle=st.floats(-math.pi, math.pi),
+    tx=st.floats(-500, 500),
+    ty=st.floats(-500, 500),
+)
+def test_recovers_an_exact_similarity(scale: float, angle: float, tx: float, ty: float) -> None:
+    matrix = similarity_matrix(scale, angle, tx, ty)
+    source = ARCFACE_TEMPLATE * 3 + 17
+    target = source @ matrix[:, :2].T + matrix[:, 2]
+    assert np.allclose(estimate_similarity(source, target), matrix, atol=1e-6 * max(1, scale * 500))
+
+
+def test_least_squares_with_noisy_points_is_close() -> None:
+    rng = np.random.default_rng(1)
+    matrix = similarity_matrix(1.7, 0.3, 40, -12)
+    source = ARCFACE_TEMPLATE_4 * 2
+    target = source @ matrix[:, :2].T + matrix[:, 2] + rng.normal(0, 0.5, source.shape)
+    estimate = estimate_similarity(source, target)
+    assert np.allclose(estimate, matrix, atol=0.6)
+
+
+def test_never_reflects() -> None:
+    mirrored = ARCFACE_TEMPLATE_4 * np.array([-1.0, 1.0])
+    matrix = estimate_similarity(mirrored, ARCFACE_TEMPLATE_4)
+    assert np.linalg.det(matrix[:, :2]) > 0
+
+
+def test_align_moves_the_landmarks_onto_the_template() -> None:
+    """Draw dots at known landmarks in a rotated, scaled frame; after alignment they sit on the template."""
+    matrix = similarity_matrix(2.5, math.radians(20), 150, 60)
+    points = ARCFACE_TEMPLATE_4 @ matrix[:, :2].T + matrix[:, 2]
+    frame = np.zeros((480, 640, 3), dtype=np.uint8)
+    for x, y in points:
+        cv2.circle(frame, (round(x), round(y)), 6, (255, 255, 255), -1)
+    crop = align_face(frame, points)
+    assert crop.shape == (112, 112, 3)
+    for x, y in ARCFACE_TEMPLATE_4:
+        assert crop[round(y), round(x)].min() > 200

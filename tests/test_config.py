@@ -1,0 +1,75 @@
+"""Configuration: defaults, validation with one-line reasons, secrets from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from device.cli import main
+from device.config import Config, load_config, parse_config
+from device.errors import ConfigError
+
+
+def test_every_option_has_a_default(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_config(empty) == parse_config({})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"camera": {"sorce": "0"}}, "unknown option 'sorce'"),
+        ({"cameras": {}}, "unknown section [cameras]"),
+        ({"quality": {"min_score": "high"}}, "expected float"),
+        ({"mqtt": {"port": 1883.5}}, "expected int"),
+        ({"mqtt": {"tls": 1}}, "expected bool"),
+        ({"detector": {"variant": "long"}}, "variant must be"),
+        ({"quality": {"max_yaw": float("nan")}}, "finite"),
+        ({"model": "x"}, "must be a table"),
+    ],
+)
+def test_invalid_values_are_named(raw: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(raw)
+
+
+def test_integers_are_accepted_for_floats_and_threshold_may_be_unset() -> None:
+    config = parse_config({"quality": {"min_sharpness": 50}, "model": {"threshold": 0.42}})
+    assert config.quality.min_sharpness == 50.0
+    assert config.model.threshold == 0.42
+    assert Config().model.threshold is None
+
+
+def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[mqtt]\nhost = "127.0.0.1"\nusername = "file-user"\n')
+    os.chmod(path, 0o600)
+    monkeypatch.setenv("PEEPHOLE_MQTT_PASSWORD", "s3cret")
+    config = load_config(path)
+    assert (config.mqtt.username, config.mqtt.password) == ("file-user", "s3cret")
+
+
+def test_cli_refuses_a_broken_config_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[camera\nsource = 0\n")
+    result = CliRunner().invoke(main, ["--config", str(path), "inspect", "x.jpg"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "not valid TOML" in result.output
+    missing = CliRunner().invoke(
+        main, ["--config", str(tmp_path / "nope.toml"), "inspect", "x.jpg"]
+    )
+    assert missing.exit_code == 1 and "config file not found" in missing.output
+
+
+def test_world_readable_config_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[mqtt]\npassword = "x"\n')
+    os.chmod(path, 0o644)
+    load_config(path)
+    assert "readable by other users" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""The embedder and its manifest, on the real reference models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.embedder import FaceEmbedder
+from device.errors import ManifestError, ModelError
+from device.manifest import ModelManifest
+from tests.conftest import require_shared
+
+
+def celebrity(person: str, index: int) -> np.ndarray:
+    folder = require_shared(f"data/celebrity112/{person}")
+    path = sorted(folder.glob("*.png"))[index]
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def float_embedder(reference_f32: tuple[Path, Path]) -> FaceEmbedder:
+    return FaceEmbedder.from_files(*reference_f32)
+
+
+def test_embeddings_are_unit_length_and_separate_people(float_embedder: FaceEmbedder) -> None:
+    a1, a2 = (
+        float_embedder.embed(celebrity("Will_Smith", 0)),
+        float_embedder.embed(celebrity("Will_Smith", 1)),
+    )
+    b = float_embedder.embed(celebrity("Tina_Fey", 0))
+    assert a1.shape == (128,) and a1.dtype == np.float32
+    assert abs(float(np.linalg.norm(a1)) - 1.0) < 1e-5
+    assert float(a1 @ a2) > float(a1 @ b) + 0.2
+
+
+def test_uint8_model_agrees_with_float(
+    float_embedder: FaceEmbedder, reference_uint8: tuple[Path, Path]
+) -> None:
+    """The third-party uint8 model is lossy (cosine ~0.8 to float) but must stay on the same face."""
+    quantized = FaceEmbedder.from_files(*reference_uint8)
+    people = ("Will_Smith", "Tina_Fey", "Hugh_Jackman")
+    crops = [celebrity(p, i) for p in people for i in range(3)]
+    floats = np.stack([float_embedder.embed(c) for c in crops])
+    quantized_embeddings = np.stack([quantized.embed(c) for c in crops])
+    cross = floats @ quantized_embeddings.T
+    assert np.diag(cross).mean() > 0.75
+    same_person = np.kron(np.eye(3), np.ones((3, 3))).astype(bool)
+    for row in range(len(crops)):
+        assert cross[row, row] > cross[row][~same_person[row]].max()
+
+
+def test_refuses_a_model_that_is_not_the_manifests(
+    tmp_path: Path, reference_f32: tuple[Path, Path]
+) -> None:
+    model, manifest = reference_f32
+    data = json.loads(manifest.read_text())
+    data["sha256"] = "0" * 64
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="sha256"):
+        FaceEmbedder.from_files(model, other)
+
+
+def test_refuses_a_manifest_with_the_wrong_quantisation(
+    tmp_path: Path, reference_uint8: tuple[Path, Path], reference_f32: tuple[Path, Path]
+) -> None:
+    model, _ = reference_uint8
+    data = json.loads(reference_f32[1].read_text())
+    data["sha256"] = json.loads(reference_uint8[1].read_text())["sha256"]
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match="input is uint8, manifest says float32"):
+        FaceEmbedder.from_files(model, wrong)
+
+
+def test_finds_the_sidecar_manifest_beside_the_model(
+    tmp_path: Path, reference_f32: tuple[Path, Path]
+) -> None:
+    model, manifest = reference_f32
+    shutil.copy(model, tmp_path / "face.tflite")
+    with pytest.raises(ManifestError, match="no manifest"):
+        FaceEmbedder.from_files(tmp_path / "face.tflite")
+    shutil.copy(manifest, tmp_path / "face.json")
+    assert FaceEmbedder.from_files(tmp_path / "face.tflite").embedding_size == 128
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"not a model at all", b"TFL3" + b"\x00" * 64], ids=["empty", "text", "header"]
+)
+def test_corrupt_model_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.tflite"
+    path.write_bytes(content)
+    with pytest.raises(ModelError, match="cannot load model"):
+        from device.tflite import TFLiteModel
+
+        TFLiteModel(path)
+
+
+def test_manifest_validation_names_the_problem(tmp_path: Path) -> None:
+    bad = ModelManifest(name="x", sha256="ab" * 32, color_order="YUV", quantization="int4")
+    bad.save(tmp_path / "m.json")
+    with pytest.raises(ManifestError, match="color_order") as error:
+        ModelManifest.load(tmp_path / "m.json")
+    assert "quantization" in str(error.value)
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(ManifestError, match="not valid JSON"):
+        ModelManifest.load(tmp_path / "junk.json")

