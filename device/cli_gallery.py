@@ -488,7 +488,11 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
     similarity = np.array([m.similarity for m in matches], dtype=np.float32)
     gaps = np.array([m.margin for m in matches], dtype=np.float32)
     chosen = threshold_for_far(similarity, gaps, target_far, margin)
-    threshold = chosen if chosen is not None else float(np.floor(similarity.min() * 1000) / 1000)
+    if chosen is None:
+        echo_err("no stranger came near anyone enrolled: keeping the current threshold")
+        current = resolve_threshold(embedder.manifest.identification_threshold, None)
+        chosen = resolve_threshold(current, app.config.model.threshold)
+    threshold = chosen
     stranger_scores = ProbeScores(
         similarity, gaps, [m.candidate for m in matches], [None] * len(matches)
     )

@@ -31,10 +31,10 @@ def cli(reference_f32: tuple[Path, Path], tmp_path: Path):  # type: ignore[no-un
     db = tmp_path / "gallery.db"
 
     def run(*args: str, database: Path = db) -> Result:
-        return CliRunner().invoke(
-            main,
-            ["--db", str(database), "--model", str(model), "--manifest", str(manifest), *args],
-        )
+        config = list(args[:2]) if args[:1] == ("--config",) else []
+        rest = args[len(config) :]
+        globals_ = ["--db", str(database), "--model", str(model), "--manifest", str(manifest)]
+        return CliRunner().invoke(main, [*config, *globals_, *rest])
 
     run.db = db  # type: ignore[attr-defined]
     return run
@@ -242,3 +242,17 @@ def test_export_import_round_trip_and_reembed(  # type: ignore[no-untyped-def]
         ("ok", 3, 3),
         ("ok", 2, 2),
     ]
+
+
+def test_enroll_from_the_configured_camera_source(  # type: ignore[no-untyped-def]
+    cli, tmp_path: Path
+) -> None:
+    clip = require_shared("data/video/head-pose-face-detection-female-and-male.gif")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[camera]\nsource = "{clip}"\n')
+    config.chmod(0o600)
+    result = cli("--config", str(config), "enroll", "--name", "Visitor", "--largest-face")
+    assert result.exit_code == 0, result.output
+    assert "look at the camera" in result.stderr
+    (record,) = [json.loads(line) for line in cli("people", "list", "--json").stdout.splitlines()]
+    assert 3 <= record["samples"] <= 10
