@@ -136,10 +136,11 @@ class CameraLoop:
                     f"{self.stats.events} events"
                 )
                 last_status, frames_at_status = now, self.stats.frames
-        self.notifier.stopping()
         self._handle(self.tracker.finish())
         self._update_presence()
         self.stats.seconds = time.monotonic() - started
+        self.notifier.status(self.stats.summary())
+        self.notifier.stopping()
         return self.stats
 
     def process(self, frame: Frame) -> None:

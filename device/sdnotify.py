@@ -36,7 +36,10 @@ class SystemdNotifier:
                 self._socket = socket.socket(
                     socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
                 )
-            self._socket.sendto("\n".join(assignments).encode("utf-8"), self._address)
+            # Never block the frame loop on a manager that is not reading.
+            self._socket.sendto(
+                "\n".join(assignments).encode("utf-8"), socket.MSG_DONTWAIT, self._address
+            )
         except OSError:
             return False
         return True
