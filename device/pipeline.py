@@ -13,6 +13,7 @@ from device.align import align_face
 from device.config import Config, QualityConfig
 from device.detector import Detection, DetectorVariant, FaceDetector, FaceDetectorOptions
 from device.embedder import FaceEmbedder
+from device.landmarks import FaceMesh
 from device.quality import QualityReport, assess
 
 
@@ -49,8 +50,10 @@ class FacePipeline:
         quality: QualityConfig,
         embedder: FaceEmbedder | None = None,
         timer: StageTimer | None = None,
+        mesh: FaceMesh | None = None,
     ) -> None:
         self.detector = detector
+        self.mesh = mesh
         self.quality = quality
         self.embedder = embedder
         self.timer = timer
@@ -62,7 +65,10 @@ class FacePipeline:
             min_score=config.detector.min_score,
             num_threads=config.detector.num_threads,
         )
-        return cls(FaceDetector.create(options), config.quality, embedder)
+        mesh = None
+        if config.detector.landmarks == "mesh":
+            mesh = FaceMesh.create(num_threads=config.detector.num_threads)
+        return cls(FaceDetector.create(options), config.quality, embedder, mesh=mesh)
 
     def analyse(self, image_rgb: np.ndarray, embed: bool = True) -> list[FaceAnalysis]:
         """Every face in the frame, largest first; only accepted faces are embedded."""
@@ -79,7 +85,11 @@ class FacePipeline:
         self, image_rgb: np.ndarray, detection: Detection, embed: bool = True
     ) -> FaceAnalysis:
         started = time.perf_counter()
-        crop = align_face(image_rgb, detection.keypoints[:4])
+        points = self.mesh.five_points(image_rgb, detection) if self.mesh else None
+        if self.mesh:
+            self._record("landmarks", started)
+            started = time.perf_counter()
+        crop = align_face(image_rgb, detection.keypoints[:4] if points is None else points)
         self._record("align", started)
         started = time.perf_counter()
         report = assess(detection, crop, self.quality)

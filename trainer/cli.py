@@ -57,6 +57,13 @@ def main() -> None:
     "--json", "json_out", type=click.Path(path_type=Path), help="Write the full report as JSON."
 )
 @click.option("--threads", default=2, show_default=True, help="TFLite threads.")
+@click.option(
+    "--landmarks",
+    type=click.Choice(["blazeface", "mesh"]),
+    default="mesh",
+    show_default=True,
+    help="Align on the face mesh's 5 points (the device default) or BlazeFace's 4.",
+)
 def evaluate(
     model_path: Path,
     manifest_path: Path | None,
@@ -66,6 +73,7 @@ def evaluate(
     roc_png: Path | None,
     json_out: Path | None,
     threads: int,
+    landmarks: str,
 ) -> None:
     """LFW 10-fold verification through the device's detect-align-embed code."""
     from trainer.evaluate import (
@@ -85,7 +93,9 @@ def evaluate(
         raise PeepholeError(f"pairs file not found: {pairs_file}")
     embed = tflite_embed_fn(FaceEmbedder.from_files(model_path, manifest_path, num_threads=threads))
     pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
-    aligned = align_lfw(pairs, default_pipeline(threads), show_progress=sys.stderr.isatty())
+    aligned = align_lfw(
+        pairs, default_pipeline(threads, landmarks), show_progress=sys.stderr.isatty()
+    )
     report, similarities = evaluate_lfw(pairs, aligned, embed)
     v = report.verification
     click.echo(
@@ -114,3 +124,11 @@ _register_teacher(main)
 from trainer.train import register as _register_train  # noqa: E402
 
 _register_train(main)
+
+from trainer.export import register as _register_export  # noqa: E402
+
+_register_export(main)
+
+from trainer.calibrate import register as _register_calibrate  # noqa: E402
+
+_register_calibrate(main)

@@ -110,9 +110,10 @@ def tflite_embed_fn(embedder: FaceEmbedder) -> EmbedFn:
     return embedder.embed_many
 
 
-def default_pipeline(num_threads: int = 2) -> FacePipeline:
+def default_pipeline(num_threads: int = 2, landmarks: str = "mesh") -> FacePipeline:
     config = Config()
     config.detector.num_threads = num_threads
+    config.detector.landmarks = landmarks
     return FacePipeline.from_config(config)
 
 
