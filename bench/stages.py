@@ -96,7 +96,7 @@ def main() -> None:
                 embed_times[name].append(time.perf_counter() - started)
     print(
         f"{time.strftime('%Y-%m-%d')}, {cpu_name()}, {os.cpu_count()} cores, {args.threads} thread(s), "
-        f"{len(images)} LFW images (250x250)\n"
+        f"{len(images)} LFW images (250x250), landmarks {args.landmarks}\n"
     )
     print("| stage | median ms | p95 ms |")
     print("|---|---|---|")
