@@ -42,3 +42,17 @@ def test_detector_data_is_found_without_running_its_package() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_trainer_evaluate_path_does_not_import_tensorflow() -> None:
+    """``trainer evaluate`` runs device models with numpy metrics: no TensorFlow."""
+    script = (
+        "import sys\n"
+        "import trainer.cli, trainer.evaluate, trainer.lfw, trainer.metrics\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]

@@ -1,7 +1,12 @@
-"""The ``trainer`` command line. Subcommands live in their own modules and register here."""
+"""The ``trainer`` command line. Subcommands live in their own modules.
+
+Modules that need TensorFlow are imported only when their command runs, so
+``trainer evaluate`` (device-side models, numpy metrics) never loads it.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,9 +17,26 @@ import numpy as np
 from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
 
+# Command name -> module whose register(group) adds it.
+LAZY_COMMANDS = {
+    "prepare": "trainer.prepare",
+    "teacher": "trainer.teacher",
+    "train": "trainer.train",
+    "export-tflite": "trainer.export",
+    "calibrate": "trainer.calibrate",
+}
+
 
 class TrainerGroup(click.Group):
-    """Expected errors become one line and exit 1, never a traceback."""
+    """Loads subcommands on demand; expected errors become one line and exit 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in LAZY_COMMANDS and cmd_name not in self.commands:
+            importlib.import_module(LAZY_COMMANDS[cmd_name]).register(self)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -111,24 +133,3 @@ def evaluate(
     if json_out:
         json_out.write_text(report_json(report), encoding="utf-8")
     click.echo(report.summary_line())
-
-
-from trainer.prepare import register as _register_prepare  # noqa: E402
-
-_register_prepare(main)
-
-from trainer.teacher import register as _register_teacher  # noqa: E402
-
-_register_teacher(main)
-
-from trainer.train import register as _register_train  # noqa: E402
-
-_register_train(main)
-
-from trainer.export import register as _register_export  # noqa: E402
-
-_register_export(main)
-
-from trainer.calibrate import register as _register_calibrate  # noqa: E402
-
-_register_calibrate(main)
