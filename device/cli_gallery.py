@@ -175,7 +175,8 @@ def report_stream(outcomes: Iterator[FrameOutcome], wanted: int, live: bool = Fa
             echo_err(f"sample {taken}/{wanted} ({outcome.source})")
         elif live and time.monotonic() - last_note >= 1.0:
             last_note = time.monotonic()
-            echo_err(f"waiting: {outcome.reason}")
+            hint = " (turn your head a little)" if outcome.reason == "near-duplicate" else ""
+            echo_err(f"waiting: {outcome.reason}{hint}")
 
 
 # identify -----------------------------------------------------------------

@@ -255,9 +255,19 @@ class Gallery:
 
     # Reading --------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Database errors while reading (a damaged file) become one-line GalleryErrors."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise GalleryError(f"cannot read gallery {self.path}: {error}") from None
+
     def generation(self) -> int:
         """A counter that changes whenever embeddings or people are added, removed or renamed."""
-        return int(self._conn.execute("SELECT generation FROM state WHERE id = 1").fetchone()[0])
+        with self._reading():
+            row = self._conn.execute("SELECT generation FROM state WHERE id = 1").fetchone()
+        return int(row[0])
 
     def person_id(self, name: str) -> int | None:
         row = self._conn.execute(
@@ -277,11 +287,13 @@ class Gallery:
         return [str(row[0]) for row in self._conn.execute("SELECT name FROM people ORDER BY name")]
 
     def embeddings(self, model_sha256: str) -> EmbeddingRows:
-        rows = self._conn.execute(
-            "SELECT p.name, e.dim, e.vector FROM embeddings e JOIN people p ON p.id = e.person_id "
-            "WHERE e.model_sha256 = ? ORDER BY p.name_key, e.id",
-            (model_sha256,),
-        ).fetchall()
+        with self._reading():
+            rows = self._conn.execute(
+                "SELECT p.name, e.dim, e.vector FROM embeddings e "
+                "JOIN people p ON p.id = e.person_id "
+                "WHERE e.model_sha256 = ? ORDER BY p.name_key, e.id",
+                (model_sha256,),
+            ).fetchall()
         names: list[str] = []
         index = np.zeros(len(rows), dtype=np.int64)
         dim = int(rows[0][1]) if rows else 0

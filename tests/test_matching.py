@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device.errors import ConfigError, ModelError
+from device.errors import ConfigError, GalleryError, ModelError
 from device.gallery import EmbeddingRows, Gallery, Sample
 from device.matching import (
     NO_MATCH_SIMILARITY,
@@ -124,3 +125,15 @@ def test_resolve_threshold_prefers_override_and_refuses_nothing() -> None:
         resolve_threshold(None, None)
     with pytest.raises(ConfigError):
         resolve_threshold(0.4, 1.5)
+
+
+def test_refresh_reports_a_damaged_gallery_as_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    with Gallery.open(path) as gallery:
+        gallery.add_person_samples("Anna", [Sample(axis(0), 1.0, "t")], SHA, append=False)
+        matcher = Matcher.from_gallery(gallery, SHA, threshold=0.5, margin=0.05)
+        with sqlite3.connect(path) as other:
+            other.execute("DROP TABLE state")
+        with pytest.raises(GalleryError, match="cannot read gallery"):
+            matcher.refresh()
+        assert matcher.identify(axis(0)).person == "Anna"
