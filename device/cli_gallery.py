@@ -341,7 +341,10 @@ def gallery_export(app: AppContext, file: Path, force: bool) -> None:
             embedding["vector"] = _b64(embedding["vector"])
     document = {"format": EXPORT_FORMAT, "exported": time.time(), "people": records}
     temporary = file.with_name(f".{file.name}.tmp")
-    temporary.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
+    # The export holds face crops: readable by the owner only, like the gallery.
+    descriptor = os.open(temporary, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        json.dump(document, stream, ensure_ascii=False)
     os.replace(temporary, file)
     samples = sum(len(p["embeddings"]) for p in records)
     click.echo(f"exported {len(records)} people, {samples} embeddings to {file}")

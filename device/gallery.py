@@ -178,6 +178,8 @@ class Gallery:
         try:
             if not exists:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                # Faces are personal data: only the owner may read the gallery.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             if read_only:
                 connection = sqlite3.connect(
                     f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S

@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -25,19 +26,28 @@ def celebrity() -> Path:
     return require_shared("data/celebrity112")
 
 
+class Cli(Protocol):
+    """Runs ``peephole`` on a temporary gallery with the reference float model."""
+
+    db: Path
+
+    def __call__(self, *args: str, database: Path | None = None) -> Result: ...
+
+
 @pytest.fixture
-def cli(reference_f32: tuple[Path, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
+def cli(reference_f32: tuple[Path, Path], tmp_path: Path) -> Cli:
     model, manifest = reference_f32
-    db = tmp_path / "gallery.db"
 
-    def run(*args: str, database: Path = db) -> Result:
-        config = list(args[:2]) if args[:1] == ("--config",) else []
-        rest = args[len(config) :]
-        globals_ = ["--db", str(database), "--model", str(model), "--manifest", str(manifest)]
-        return CliRunner().invoke(main, [*config, *globals_, *rest])
+    class Runner:
+        db = tmp_path / "gallery.db"
 
-    run.db = db  # type: ignore[attr-defined]
-    return run
+        def __call__(self, *args: str, database: Path | None = None) -> Result:
+            config = list(args[:2]) if args[:1] == ("--config",) else []
+            target = database or self.db
+            options = ["--db", str(target), "--model", str(model), "--manifest", str(manifest)]
+            return CliRunner().invoke(main, [*config, *options, *args[len(config) :]])
+
+    return Runner()
 
 
 def database_state(path: Path) -> str:
@@ -60,7 +70,7 @@ def error_line(result: Result) -> str:
     return lines[0]
 
 
-def enroll_images(cli, name: str, paths: list[Path], *extra: str) -> Result:  # type: ignore[no-untyped-def]
+def enroll_images(cli, name: str, paths: list[Path], *extra: str) -> Result:
     return cli("enroll", "--name", name, *extra, "--images", *[str(p) for p in paths])
 
 
@@ -83,7 +93,7 @@ def no_face(tmp_path: Path) -> Path:
     return path
 
 
-def test_enroll_from_images_then_list(cli, celebrity: Path) -> None:  # type: ignore[no-untyped-def]
+def test_enroll_from_images_then_list(cli: Cli, celebrity: Path) -> None:
     result = enroll_images(cli, "Hugh Jackman", numbered(celebrity / "Hugh_Jackman")[:5])
     assert result.exit_code == 0, result.output
     assert "enrolled Hugh Jackman" in result.stdout
@@ -93,14 +103,14 @@ def test_enroll_from_images_then_list(cli, celebrity: Path) -> None:  # type: ig
     assert 3 <= record["samples"] == record["crops"] <= 5
 
 
-def test_single_photo_is_accepted_with_a_note(cli, celebrity: Path) -> None:  # type: ignore[no-untyped-def]
+def test_single_photo_is_accepted_with_a_note(cli: Cli, celebrity: Path) -> None:
     result = enroll_images(cli, "Tina", numbered(celebrity / "Tina_Fey")[:1])
     assert result.exit_code == 0, result.output
     assert "recognise better" in result.stderr and "1 sample" in result.stdout
 
 
-def test_skips_no_face_and_crowds_unless_largest_face(  # type: ignore[no-untyped-def]
-    cli, celebrity: Path, two_faces: Path, no_face: Path
+def test_skips_no_face_and_crowds_unless_largest_face(
+    cli: Cli, celebrity: Path, two_faces: Path, no_face: Path
 ) -> None:
     good = numbered(celebrity / "Hugh_Jackman")[:2]
     result = enroll_images(cli, "Hugh", [no_face, two_faces, *good])
@@ -111,8 +121,8 @@ def test_skips_no_face_and_crowds_unless_largest_face(  # type: ignore[no-untype
     assert result.exit_code == 0, result.output
 
 
-def test_refusals_leave_the_database_exactly_as_it_was(  # type: ignore[no-untyped-def]
-    cli, celebrity: Path, two_faces: Path, no_face: Path, tmp_path: Path
+def test_refusals_leave_the_database_exactly_as_it_was(
+    cli: Cli, celebrity: Path, two_faces: Path, no_face: Path, tmp_path: Path
 ) -> None:
     hugh = numbered(celebrity / "Hugh_Jackman")
     assert enroll_images(cli, "Hugh", hugh[:3]).exit_code == 0
@@ -135,8 +145,8 @@ def test_refusals_leave_the_database_exactly_as_it_was(  # type: ignore[no-untyp
         assert database_state(cli.db) == before, case
 
 
-def test_read_only_and_corrupt_databases_are_refused(  # type: ignore[no-untyped-def]
-    cli, celebrity: Path, tmp_path: Path
+def test_read_only_and_corrupt_databases_are_refused(
+    cli: Cli, celebrity: Path, tmp_path: Path
 ) -> None:
     photos = numbered(celebrity / "Hugh_Jackman")[:2]
     assert enroll_images(cli, "Hugh", photos).exit_code == 0
@@ -159,7 +169,7 @@ def test_read_only_and_corrupt_databases_are_refused(  # type: ignore[no-untyped
     assert corrupt.read_bytes() == before
 
 
-def test_append_adds_samples_without_near_duplicates(cli, celebrity: Path) -> None:  # type: ignore[no-untyped-def]
+def test_append_adds_samples_without_near_duplicates(cli: Cli, celebrity: Path) -> None:
     hugh = numbered(celebrity / "Hugh_Jackman")
     assert enroll_images(cli, "Hugh", hugh[:2]).exit_code == 0
     result = enroll_images(cli, "HUGH", [hugh[0], hugh[5]], "--append")
@@ -169,7 +179,7 @@ def test_append_adds_samples_without_near_duplicates(cli, celebrity: Path) -> No
     assert record["name"] == "Hugh" and record["samples"] == 3
 
 
-def test_enroll_from_video_takes_varied_samples(cli) -> None:  # type: ignore[no-untyped-def]
+def test_enroll_from_video_takes_varied_samples(cli: Cli) -> None:
     video = require_shared("data/video/short_hamilton_clip.mp4")
     result = cli(
         "enroll", "--name", "Lin", "--video", str(video), "--largest-face", "--samples", "5"
@@ -189,7 +199,7 @@ def test_enroll_from_video_takes_varied_samples(cli) -> None:  # type: ignore[no
     assert identified["person"] == "Lin"
 
 
-def test_people_remove_and_rename(cli, celebrity: Path) -> None:  # type: ignore[no-untyped-def]
+def test_people_remove_and_rename(cli: Cli, celebrity: Path) -> None:
     assert enroll_images(cli, "Hugh", numbered(celebrity / "Hugh_Jackman")[:3]).exit_code == 0
     assert enroll_images(cli, "Tina", numbered(celebrity / "Tina_Fey")[:2]).exit_code == 0
     renamed = cli("people", "rename", "tina", "Tina Fey")
@@ -208,8 +218,8 @@ def test_people_remove_and_rename(cli, celebrity: Path) -> None:  # type: ignore
     assert missing.exit_code == 1 and "no person named" in error_line(missing)
 
 
-def test_export_import_round_trip_and_reembed(  # type: ignore[no-untyped-def]
-    cli, celebrity: Path, tmp_path: Path, reference_uint8: tuple[Path, Path]
+def test_export_import_round_trip_and_reembed(
+    cli: Cli, celebrity: Path, tmp_path: Path, reference_uint8: tuple[Path, Path]
 ) -> None:
     assert enroll_images(cli, "Hugh", numbered(celebrity / "Hugh_Jackman")[:3]).exit_code == 0
     assert enroll_images(cli, "Zoë", numbered(celebrity / "Tina_Fey")[:2]).exit_code == 0
@@ -244,9 +254,7 @@ def test_export_import_round_trip_and_reembed(  # type: ignore[no-untyped-def]
     ]
 
 
-def test_enroll_from_the_configured_camera_source(  # type: ignore[no-untyped-def]
-    cli, tmp_path: Path
-) -> None:
+def test_enroll_from_the_configured_camera_source(cli: Cli, tmp_path: Path) -> None:
     clip = require_shared("data/video/head-pose-face-detection-female-and-male.gif")
     config = tmp_path / "config.toml"
     config.write_text(f'[camera]\nsource = "{clip}"\n')
@@ -256,3 +264,27 @@ def test_enroll_from_the_configured_camera_source(  # type: ignore[no-untyped-de
     assert "look at the camera" in result.stderr
     (record,) = [json.loads(line) for line in cli("people", "list", "--json").stdout.splitlines()]
     assert 3 <= record["samples"] <= 10
+
+
+def test_without_crops_reembed_asks_for_re_enrollment(
+    cli: Cli, celebrity: Path, tmp_path: Path, reference_uint8: tuple[Path, Path]
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[gallery]\nstore_crops = false\n")
+    config.chmod(0o600)
+    photos = [str(p) for p in numbered(celebrity / "Hugh_Jackman")[:3]]
+    result = cli("--config", str(config), "enroll", "--name", "Hugh", "--images", *photos)
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(cli.db) as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(crop_id) FROM embeddings").fetchone() == (3, 0)
+        assert conn.execute("SELECT COUNT(*) FROM crops").fetchone() == (0,)
+    backup = tmp_path / "backup.json"
+    assert cli("gallery", "export", str(backup)).exit_code == 0
+    assert backup.stat().st_mode & 0o077 == 0
+    model, manifest = reference_uint8
+    other = ["--db", str(cli.db), "--model", str(model), "--manifest", str(manifest)]
+    reembedded = CliRunner().invoke(main, [*other, "gallery", "reembed"])
+    assert reembedded.exit_code == 0
+    assert "re-embedded 0 crop(s)" in reembedded.stdout and "re-enroll: Hugh" in reembedded.stderr
+    listing = CliRunner().invoke(main, [*other, "people", "list", "--json"])
+    assert json.loads(listing.stdout)["status"] == "needs re-enrollment"

@@ -48,6 +48,7 @@ def test_new_gallery_is_wal_with_current_schema(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert table_counts(path) == {"people": 0, "crops": 0, "embeddings": 0}
+    assert path.stat().st_mode & 0o077 == 0
 
 
 def test_open_without_create_refuses_missing_file(tmp_path: Path) -> None:
