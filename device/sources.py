@@ -146,7 +146,10 @@ class FolderSource:
         self._started = 0.0
 
     def open(self) -> None:
-        self._paths = expand_image_paths([self.folder])
+        try:
+            self._paths = expand_image_paths([self.folder])
+        except ImageError as error:
+            raise SourceError(str(error)) from None
         if not self._paths:
             raise SourceError(f"no images in folder {self.folder}")
         self._position = 0

@@ -135,7 +135,10 @@ class Subscriber:
         self.client.on_subscribe = self._on_subscribe
 
     def _on_connect(self, client: paho.Client, *args: object) -> None:
-        client.subscribe([(topic, 1) for topic in self.topics])
+        if self.topics:
+            client.subscribe([(topic, 1) for topic in self.topics])
+        else:
+            self._subscribed.set()
 
     def _on_subscribe(self, *args: object) -> None:
         self._subscribed.set()
