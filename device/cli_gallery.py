@@ -134,6 +134,9 @@ def check_enrollable(app: AppContext, name: str, append: bool) -> bool | None:
     """
     path = app.gallery_path
     if not path.exists():
+        folder = next(p for p in path.absolute().parents if p.exists())
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise GalleryError(f"cannot create gallery {path}: {folder} is not writable")
         return None
     with Gallery.open(path, create=False) as gallery:
         if gallery.read_only:

@@ -213,7 +213,8 @@ class Gallery:
             raise GalleryError(f"{self.path} is a SQLite file but not a peephole gallery")
         if version < SCHEMA_VERSION:
             if self.read_only:
-                raise GalleryError(f"gallery {self.path} needs an upgrade but is read-only")
+                state = "is not a gallery" if version == 0 else "needs an upgrade"
+                raise GalleryError(f"{self.path} {state} and is read-only")
             if version == 0 and not create:
                 raise GalleryError(f"gallery {self.path} is empty")
             if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
