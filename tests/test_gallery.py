@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from device.errors import GalleryError
 from device.gallery import SCHEMA_VERSION, Gallery, Sample, normalise_name
+from tests.conftest import ROOT
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -184,3 +190,71 @@ def test_export_records_import_round_trip(tmp_path: Path, gallery: Gallery) -> N
         with pytest.raises(GalleryError, match="already enrolled"):
             copy.import_records(records, append=False)
         assert copy.export_records() == records
+
+
+names = st.text(min_size=1, max_size=30).filter(lambda n: _usable(n))
+
+
+def _usable(name: str) -> bool:
+    try:
+        normalise_name(name)
+    except GalleryError:
+        return False
+    return True
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(chosen=st.lists(names, min_size=1, max_size=5))
+def test_any_unicode_names_round_trip(tmp_path: Path, chosen: list[str]) -> None:
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))
+    keys: set[str] = set()
+    with Gallery.open(folder / "a.db") as source:
+        for i, name in enumerate(chosen):
+            key = normalise_name(name).casefold()
+            if key in keys:
+                with pytest.raises(GalleryError, match="already enrolled"):
+                    source.add_person_samples(name, samples(1, seed=i), SHA_A, append=False)
+                continue
+            keys.add(key)
+            stored = source.add_person_samples(name, samples(1, seed=i), SHA_A, append=False)
+            assert stored == normalise_name(name)
+            assert source.display_name(f" {name}\t") == stored
+        records = source.export_records()
+    with Gallery.open(folder / "b.db") as copy:
+        copy.import_records(records, append=False)
+        assert copy.export_records() == records
+        assert len(copy.names()) == len(keys)
+
+
+CREATOR = """
+import sys
+from pathlib import Path
+import numpy as np
+from device.gallery import Gallery, Sample
+with Gallery.open(Path(sys.argv[1])) as gallery:
+    for i in range(20):
+        vector = np.full(128, 1 / np.sqrt(128), dtype=np.float32)
+        gallery.add_person_samples(f"{sys.argv[2]} {i}", [Sample(vector, 1.0, "t")], "a" * 64,
+                                   append=False)
+"""
+
+
+def test_two_processes_create_and_fill_one_new_gallery(tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATOR, str(path), tag],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("left", "right")
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+    with Gallery.open(path, create=False) as gallery:
+        assert len(gallery.names()) == 40
+        assert gallery.generation() == 40
