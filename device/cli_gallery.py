@@ -11,12 +11,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
-from device.cli import AppContext, pass_app
 from device.enroll import (
     Enrollment,
     EnrollOptions,
@@ -36,7 +35,13 @@ from device.matching import Match, Matcher, resolve_threshold
 from device.openset import ProbeScores, evaluate, leave_one_out_scores, threshold_for_far
 from device.sources import SourceOptions
 
+if TYPE_CHECKING:
+    from device.cli import AppContext
+
 EXPORT_FORMAT = "peephole-gallery/1"
+# The group's context object is device.cli's AppContext. Not importing device.cli at run
+# time keeps the import cycle (cli registers these commands) out of mypy's way.
+pass_app = click.pass_obj
 
 
 def echo_err(message: str) -> None:
