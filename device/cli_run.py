@@ -10,7 +10,7 @@ from types import FrameType
 
 import click
 
-from device.cli import AppContext, pass_app
+from device.cli import AppContext
 from device.config import Config
 from device.gallery import Gallery
 from device.matching import Matcher, resolve_threshold
@@ -79,7 +79,7 @@ def log(message: str) -> None:
     help="Pace video files to their frame rate, or process them as fast as possible (default).",
 )
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
-@pass_app
+@click.pass_obj
 def run(
     app: AppContext,
     source: str | None,

@@ -57,6 +57,7 @@ def write_config(
     broker: Broker | None = None,
     device_id: str = "door",
     extra: str = "",
+    mqtt_extra: str = "",
 ) -> Path:
     mqtt = (
         f'host = "{broker.host}"\nport = {broker.port}\n'
@@ -67,7 +68,7 @@ def write_config(
     path.write_text(
         f'[gallery]\npath = "{gallery}"\n\n'
         f'[runtime]\noutbox_path = "{outbox}"\n\n'
-        f'[mqtt]\ndevice_id = "{device_id}"\n{mqtt}\n'
+        f'[mqtt]\ndevice_id = "{device_id}"\n{mqtt}{mqtt_extra}\n'
         f"{extra}"
     )
     path.chmod(0o600)

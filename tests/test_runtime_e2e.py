@@ -64,6 +64,7 @@ def run_video(
     workdir: Path,
     reference_f32: tuple[Path, Path],
     extra_config: str = "",
+    mqtt_config: str = "",
 ) -> Run:
     gallery = workdir / "gallery.db"
     if not gallery.exists():
@@ -76,6 +77,7 @@ def run_video(
         broker=broker,
         device_id=device_id,
         extra=extra_config,
+        mqtt_extra=mqtt_config,
     )
     subscriber = Subscriber(broker, [f"peephole/{device_id}/#", "homeassistant/#"]).connect()
     try:
@@ -205,13 +207,20 @@ def gifs(
     workdir = tmp_path_factory.mktemp("gifs")
     # Faces in these clips are 30-50 px: the full-range detector finds them.
     full_range = '[detector]\nvariant = "full"\n'
+    # The hall camera also publishes snapshots (off by default).
     return [
         run_video(
-            f"data/video/{name}.gif", device, module_broker, workdir, reference_f32, full_range
+            f"data/video/{name}.gif",
+            device,
+            module_broker,
+            workdir,
+            reference_f32,
+            full_range,
+            mqtt,
         )
-        for name, device in (
-            ("face-demographics-walking-and-pause", "hall"),
-            ("head-pose-face-detection-female-and-male", "porch"),
+        for name, device, mqtt in (
+            ("face-demographics-walking-and-pause", "hall", "snapshots = true\n"),
+            ("head-pose-face-detection-female-and-male", "porch", ""),
         )
     ]
 
@@ -223,3 +232,13 @@ def test_walking_gifs_show_strangers_only(gifs: list[Run]) -> None:
         assert visitors, f"{run.device_id}: no visitor event"
         assert all(not e["known"] and e["person"] is None for e in visitors), visitors
         assert len(run.events("visitor_left")) == len(visitors)
+
+
+def test_snapshots_only_when_switched_on(gifs: list[Run]) -> None:
+    hall, porch = gifs
+    snapshots = [m for m in hall.received if m.topic == "peephole/hall/snapshot"]
+    assert len(snapshots) == len(hall.events("visitor"))
+    assert all(m.payload.startswith(b"\xff\xd8") and not m.retain for m in snapshots)
+    image = next(m for m in hall.received if m.topic == "homeassistant/image/hall/snapshot/config")
+    assert json.loads(image.payload)["image_topic"] == "peephole/hall/snapshot"
+    assert not [m for m in porch.received if m.topic == "peephole/porch/snapshot"]
