@@ -119,10 +119,14 @@ def run(
         link = MqttLink(settings) if settings.host else None
         publisher = EventPublisher(store, settings.topics, link)
         notifier = SystemdNotifier()
+        if not config.runtime.watchdog:
+            notifier.watchdog_interval = None
         cleanup.callback(notifier.close)
         backlog = publisher.start()
         log(
-            f"watching {frames.description}; {len(matcher.people)} people enrolled; events to "
+            f"watching {frames.description}; {len(matcher.people)} people enrolled"
+            + ("" if matcher.people else " (everyone is unknown: see 'peephole enroll --help')")
+            + "; events to "
             + (f"mqtt://{settings.host}:{settings.port} and " if link else "")
             + f"stdout; outbox {store.path} ({backlog} waiting)"
         )

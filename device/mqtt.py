@@ -180,17 +180,24 @@ class MqttLink:
                 return mids
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Publish ``offline`` (if connected), disconnect and stop the network thread."""
-        if self._connected:
-            info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self._connected:
-                try:
-                    if info.is_published():
-                        break
-                except (RuntimeError, ValueError):
+        """Publish ``offline`` (if connected), disconnect and stop the network thread.
+
+        Without a connection the network thread may be inside a connect attempt
+        to an unreachable host; it is not waited for (it is a daemon thread and
+        gives up at its next check), so shutdown stays within its time budget.
+        """
+        if not self._connected:
+            self._client.disconnect()
+            return
+        info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._connected:
+            try:
+                if info.is_published():
                     break
-                time.sleep(0.01)
+            except (RuntimeError, ValueError):
+                break
+            time.sleep(0.01)
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -98,7 +98,10 @@ class VideoCaptureSource:
         capture = cv2.VideoCapture(self.target)
         if not capture.isOpened():
             capture.release()
-            raise SourceError(f"cannot open {self.description}")
+            hint = (
+                " (no camera here? try --source VIDEO_FILE)" if isinstance(self.target, int) else ""
+            )
+            raise SourceError(f"cannot open {self.description}{hint}")
         if isinstance(self.target, int):
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.options.width)
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.options.height)

@@ -81,7 +81,15 @@ def test_events_made_while_the_broker_is_down_arrive_once_in_order(
     setup: tuple[Broker, Path], reference_f32: tuple[Path, Path]
 ) -> None:
     broker, config = setup  # noqa: F811
-    process = start_run(config, reference_f32, "--source", str(require_shared(CLIP)), "--realtime")
+    process = start_run(
+        config,
+        reference_f32,
+        "--source",
+        str(require_shared(CLIP)),
+        "--realtime",
+        "--max-frames",
+        "150",
+    )
     reader = LineReader(process)
     try:
         assert wait_until(lambda: len(reader.events) >= 3, timeout=30), "no events while down"
@@ -115,7 +123,9 @@ def test_events_survive_kill_9_and_restart_while_the_broker_is_down(
     first_reader.join()
     before_crash = [str(e["event_id"]) for e in first_reader.events]
 
-    second = start_run(config, reference_f32, "--source", source, "--realtime")
+    second = start_run(
+        config, reference_f32, "--source", source, "--realtime", "--max-frames", "120"
+    )
     second_reader = LineReader(second)
     try:
         assert wait_until(lambda: len(second_reader.events) >= 1, timeout=30)
