@@ -136,7 +136,7 @@ def run(
             gallery=gallery,
             source=frames,
             publisher=publisher,
-            tracker=VisitorTracker(matcher.identify, tracker_options(config)),
+            tracker=VisitorTracker(matcher.identify, tracker_options(config, threshold)),
             cooldown=Cooldown(config.runtime.cooldown, same_person=threshold),
             device_id=settings.device_id,
             notifier=notifier,

@@ -151,6 +151,9 @@ class RuntimeConfig:
     min_hits: int = 3
     # Sightings after which a face without enough good frames is announced as unknown.
     unknown_after_frames: int = 30
+    # A visitor whose best similarity stays this far below the threshold over
+    # min_frames good frames is announced as unknown at once, not after max_frames.
+    unknown_margin: float = 0.15
     # Box overlap that links a face to the track of the previous frame.
     iou_threshold: float = 0.3
     outbox_path: str = ""

@@ -49,6 +49,7 @@ class RunStats:
     seconds: float = 0.0
     events: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    known_latencies_ms: list[float] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -56,16 +57,19 @@ class RunStats:
 
     def summary(self) -> str:
         text = f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps), {self.events} events"
-        if self.latencies_ms:
-            ordered = sorted(self.latencies_ms)
-            p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-            text += (
-                f"; visitor latency median {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms"
-            )
+        for label, values in (("visitor", self.latencies_ms), ("known", self.known_latencies_ms)):
+            if values:
+                text += f"; {label} latency {_median_p95(values)}"
         return text
 
 
-def tracker_options(config: Config) -> TrackerOptions:
+def _median_p95(values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"median {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms"
+
+
+def tracker_options(config: Config, threshold: float) -> TrackerOptions:
     runtime = config.runtime
     return TrackerOptions(
         iou_threshold=runtime.iou_threshold,
@@ -74,6 +78,7 @@ def tracker_options(config: Config) -> TrackerOptions:
         min_frames=runtime.min_frames,
         max_frames=runtime.max_frames,
         unknown_after_frames=runtime.unknown_after_frames,
+        unknown_below=threshold - runtime.unknown_margin,
     )
 
 
@@ -163,6 +168,8 @@ class CameraLoop:
             self.stats.events += 1
             if event.latency_ms is not None:
                 self.stats.latencies_ms.append(event.latency_ms)
+                if event.known:
+                    self.stats.known_latencies_ms.append(event.latency_ms)
             if event.known and event.person is not None:
                 self._touch(event.person)
             snapshot = self._snapshots.get(track.track_id)

@@ -8,7 +8,9 @@ convincing:
 - **known** as soon as at least ``min_frames`` embeddings were gathered, their
   normalised mean matches a person, and at least half of the single frames
   agree with that person;
-- **unknown** once ``max_frames`` embeddings did not name anyone, or the face
+- **unknown** as soon as ``min_frames`` embeddings leave no doubt (the best
+  similarity of their mean is below ``unknown_below`` and no frame named
+  anyone), or once ``max_frames`` embeddings did not name anyone, or the face
   was seen ``unknown_after_frames`` times without enough good frames, or the
   track ended undecided after at least ``min_hits`` sightings.
 
@@ -72,6 +74,9 @@ class TrackerOptions:
     min_frames: int = 3
     max_frames: int = 10
     unknown_after_frames: int = 30
+    # A mean similarity below this (and no single frame naming anyone) is a stranger
+    # for sure: decided after min_frames. -1 switches the early decision off.
+    unknown_below: float = -1.0
 
 
 @dataclass(frozen=True)
@@ -218,7 +223,17 @@ class VisitorTracker:
                 match.person, True, match.similarity, match.margin, used, quality
             )
             return True
-        if final or used >= options.max_frames or track.hits >= options.unknown_after_frames:
+        certain_stranger = (
+            used >= options.min_frames
+            and not track.votes
+            and match.similarity < options.unknown_below
+        )
+        if (
+            certain_stranger
+            or final
+            or used >= options.max_frames
+            or track.hits >= options.unknown_after_frames
+        ):
             track.decision = Decision(None, False, match.similarity, match.margin, used, quality)
             return True
         return False

@@ -119,6 +119,7 @@ def test_run_exits_cleanly_and_reports_latency(clip: Run) -> None:
     assert clip.returncode == 0, clip.stderr
     assert "275 frames" in clip.stderr
     assert "visitor latency median" in clip.stderr
+    assert "known latency median" in clip.stderr
 
 
 def test_lin_manuel_miranda_is_named_once(clip: Run) -> None:

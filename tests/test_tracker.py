@@ -118,6 +118,20 @@ def test_stranger_is_unknown_after_max_frames() -> None:
     assert track.decision.similarity is not None and track.decision.similarity < 0.6
 
 
+def test_a_certain_stranger_is_decided_after_min_frames() -> None:
+    options = TrackerOptions(max_frames=10, unknown_below=0.3)
+    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options)
+    strangers = [[face(BOX, unit(5, 0.1, i))] for i in range(12)]
+    decided = [(i, t) for i, kind, t in feed(tracker, strangers) if kind == "decided"]
+    assert [i for i, _ in decided] == [2]
+    assert not decided[0][1].decision.known
+    # Someone close to a threshold is not a certain stranger: wait for more evidence.
+    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options)
+    near_ada = [[face(BOX, 0.5 * unit(0) + np.sqrt(0.75) * unit(5))] for _ in range(12)]
+    decided = [(i, t) for i, kind, t in feed(tracker, near_ada) if kind == "decided"]
+    assert [i for i, _ in decided] == [9]
+
+
 def test_a_mean_that_no_single_frame_agrees_with_names_nobody() -> None:
     # Each frame is only 0.55 like Ada (under the 0.6 threshold), each with different
     # noise; the noise averages out, so the mean alone would pass as Ada at 0.8.
