@@ -185,12 +185,18 @@ class PiCameraSource:
     description = "picamera2"
 
     # The detector sees at most 128-192 px, so a small lores stream is plenty.
-    LORES_SIZE = (320, 240)
+    # It keeps the main stream's aspect ratio so faces are not squashed.
+    LORES_WIDTH = 320
 
     def __init__(self, options: SourceOptions) -> None:
         self.options = options
         self._camera: Any = None
         self._index = 0
+
+    @property
+    def lores_size(self) -> tuple[int, int]:
+        height = round(self.LORES_WIDTH * self.options.height / self.options.width / 2) * 2
+        return self.LORES_WIDTH, max(2, height)
 
     def open(self) -> None:
         try:
@@ -204,7 +210,7 @@ class PiCameraSource:
             camera = Picamera2()
             config = camera.create_video_configuration(
                 main={"size": (self.options.width, self.options.height), "format": "RGB888"},
-                lores={"size": self.LORES_SIZE, "format": "YUV420"},
+                lores={"size": self.lores_size, "format": "YUV420"},
                 controls={"FrameRate": self.options.fps},
             )
             camera.configure(config)

@@ -181,6 +181,11 @@ def test_stop_interrupts_the_backoff() -> None:
     assert time.monotonic() - started < 2.0
 
 
+def test_picamera2_lores_stream_keeps_the_main_aspect_ratio() -> None:
+    assert PiCameraSource(SourceOptions(width=1280, height=720)).lores_size == (320, 180)
+    assert PiCameraSource(SourceOptions(width=640, height=480)).lores_size == (320, 240)
+
+
 def test_picamera2_missing_is_a_clear_error() -> None:
     try:
         import picamera2  # type: ignore[import-not-found]  # noqa: F401
