@@ -71,6 +71,7 @@ def main() -> None:
             capture_output=True,
         )
     embedder = FaceEmbedder.from_files(args.model, args.manifest)
+    manifest_threshold = embedder.manifest.identification_threshold or 0.4
     pipeline = FacePipeline.from_config(Config(), embedder)
     probes: list[tuple[str | None, Path]] = [
         (name, p) for name in enrolled for p in numbered(data / name)[ENROLL_IMAGES:]
@@ -109,9 +110,10 @@ def main() -> None:
         chosen = threshold_for_far(
             scores.similarity[stranger], scores.margin[stranger], 0.01, args.margin
         )
-        for threshold in sorted({0.30, 0.35, 0.40, 0.45, 0.50, chosen or 0.4}):
+        for threshold in sorted({0.30, 0.35, 0.40, 0.45, 0.50, chosen or 0.4, manifest_threshold}):
             report = evaluate(scores, threshold, args.margin)
             tag = " (chosen)" if threshold == chosen else ""
+            tag += " (manifest)" if threshold == manifest_threshold else ""
             print(
                 f"| {strategy} | {report.rank1:.1%} | {threshold:.3f}{tag} | "
                 f"{report.strangers_named:.2%} | {report.enrolled_named_correctly:.1%} | "
