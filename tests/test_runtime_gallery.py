@@ -1,0 +1,88 @@
+"""The running loop picks up enrollments made meanwhile, without a restart."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+
+from device.config import Config
+from device.discovery import Topics
+from device.embedder import FaceEmbedder
+from device.gallery import Gallery
+from device.matching import Matcher
+from device.outbox import Outbox
+from device.pipeline import FacePipeline
+from device.publisher import EventPublisher
+from device.runtime import CameraLoop, LoopOptions, tracker_options
+from device.sdnotify import SystemdNotifier
+from device.sources import Frame, SourceOptions, open_source
+from device.tracker import Cooldown, VisitorTracker
+from tests.conftest import require_shared
+from tests.runtime_helpers import enroll_people
+
+CLIP = "data/video/short_hamilton_clip.mp4"
+
+
+class EnrollingSource:
+    """The clip, with both people enrolled (by the real CLI) after frame 60 has been read."""
+
+    live = False
+    description = "clip with an enrollment at frame 60"
+
+    def __init__(self, gallery: Path, reference: tuple[Path, Path]) -> None:
+        self.inner = open_source(str(require_shared(CLIP)), SourceOptions())
+        self.gallery = gallery
+        self.reference = reference
+
+    def open(self) -> None:
+        return None
+
+    def read(self) -> Frame | None:
+        frame = self.inner.read()
+        if frame is not None and frame.index == 60:
+            enroll_people(self.gallery, self.reference)
+        return frame
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_people_enrolled_during_a_run_are_recognised(
+    tmp_path: Path, reference_f32: tuple[Path, Path]
+) -> None:
+    embedder = FaceEmbedder.from_files(*reference_f32)
+    gallery_path = tmp_path / "gallery.db"
+    gallery = Gallery.open(gallery_path)
+    matcher = Matcher.from_gallery(gallery, embedder.sha256, 0.4, 0.05)
+    assert matcher.people == []
+    printed = io.StringIO()
+    config = Config()
+    loop = CameraLoop(
+        pipeline=FacePipeline.from_config(config, embedder),
+        matcher=matcher,
+        gallery=gallery,
+        source=EnrollingSource(gallery_path, reference_f32),
+        publisher=EventPublisher(
+            Outbox.open(tmp_path / "outbox.db"), Topics("peephole", "door"), out=printed
+        ),
+        tracker=VisitorTracker(matcher.identify, tracker_options(config, 0.4)),
+        cooldown=Cooldown(60.0, 0.4),
+        device_id="door",
+        notifier=SystemdNotifier({}),
+        stop=threading.Event(),
+        options=LoopOptions(gallery_refresh_interval=0.0),
+        log=lambda message: None,
+    )
+    stats = loop.run()
+    gallery.close()
+    events = [json.loads(line) for line in printed.getvalue().splitlines()]
+    assert stats.frames == 275
+    assert len(matcher.people) == 2
+    named = [e["person"] for e in events if e["event"] == "visitor" and e["known"]]
+    assert named == ["Lin-Manuel Miranda"]
+    # last_seen is recorded for the person recognised.
+    people = {p.name: p for p in Gallery.open(gallery_path).summaries(embedder.sha256)}
+    assert people["Lin-Manuel Miranda"].last_seen is not None
+    assert people["Alex Lacamoire"].last_seen is None
