@@ -216,7 +216,10 @@ class MqttLink:
             self._send_discovery(client)
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        self._problem(f"MQTT broker {self._where()} unreachable; retrying with backoff")
+        self._problem(
+            f"cannot connect to MQTT broker {self._where()} (unreachable, or TLS did not verify);"
+            " retrying with backoff"
+        )
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any

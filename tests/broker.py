@@ -34,10 +34,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class BrokerSecurity:
+    """TLS (server certificate and key) and, optionally, a mosquitto password file."""
+
+    certfile: Path
+    keyfile: Path
+    password_file: Path | None = None
+
+
 class Broker:
     """One mosquitto process with a generated config; can be stopped and started again."""
 
-    def __init__(self, executable: Path, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        executable: Path,
+        workdir: Path,
+        port: int | None = None,
+        security: BrokerSecurity | None = None,
+    ) -> None:
         self.executable = executable
         self.workdir = workdir
         self.host = "127.0.0.1"
@@ -46,10 +61,15 @@ class Broker:
         self.config = workdir / "mosquitto.conf"
         # Started as root, mosquitto would drop to user "mosquitto" and lose the temp folder.
         user = "user root\n" if os.geteuid() == 0 else ""
+        access = "allow_anonymous true\n"
+        if security is not None:
+            access = f"certfile {security.certfile}\nkeyfile {security.keyfile}\n"
+            if security.password_file is not None:
+                access += f"allow_anonymous false\npassword_file {security.password_file}\n"
+            else:
+                access += "allow_anonymous true\n"
         self.config.write_text(
-            user + f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            user + f"listener {self.port} {self.host}\n" + access + "persistence true\n"
             f"persistence_location {workdir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 10000\n"
@@ -121,6 +141,8 @@ class Subscriber:
         topics: list[str],
         client_id: str = "",
         clean_session: bool = True,
+        ca_file: Path | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         self.broker = broker
         self.topics = topics
@@ -130,6 +152,10 @@ class Subscriber:
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
         )
+        if ca_file is not None:
+            self.client.tls_set(ca_certs=str(ca_file))
+        if credentials is not None:
+            self.client.username_pw_set(*credentials)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
