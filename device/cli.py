@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 import cv2
@@ -95,7 +96,13 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
-pass_app = click.make_pass_decorator(AppContext)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pass_app(function: Callable[Concatenate[AppContext, P], R]) -> Callable[P, R]:
+    """Pass the AppContext as the first argument (a typed click.make_pass_decorator)."""
+    return click.make_pass_decorator(AppContext)(function)
 
 
 @click.group(cls=PeepholeGroup, context_settings={"help_option_names": ["-h", "--help"]})
