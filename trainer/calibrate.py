@@ -1,0 +1,170 @@
+"""``trainer calibrate --model X.tflite``: a manifest for a third-party 112x112 embedder.
+
+A user who brings their own model states how it wants its pixels (``--mean``,
+``--std``, ``--color-order``); the quantisation and embedding size are read from
+the file. The verification threshold is calibrated by 10-fold cross-validation on
+LFW through the device pipeline, and the identification threshold open-set on
+celebrity112, exactly as ``trainer export-tflite`` does for peephole's own model.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from device.embedder import FaceEmbedder
+from device.errors import PeepholeError
+from device.manifest import ModelManifest, file_sha256
+from device.tflite import TFLiteModel
+
+_QUANTIZATION = {
+    np.dtype(np.float32): "float32",
+    np.dtype(np.int8): "int8",
+    np.dtype(np.uint8): "uint8",
+}
+
+
+def draft_manifest(
+    model_path: Path, name: str, mean: float, std: float, color_order: str
+) -> tuple[ModelManifest, TFLiteModel]:
+    """A manifest without thresholds, checked against the model it describes."""
+    model = TFLiteModel(model_path, num_threads=1)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise PeepholeError(f"{model_path}: an embedder has one input and one output")
+    shape = model.inputs[0].shape
+    if shape != (1, 112, 112, 3):
+        raise PeepholeError(f"{model_path}: input is {shape}, peephole needs [1, 112, 112, 3]")
+    quantization = _QUANTIZATION.get(model.inputs[0].dtype)
+    if quantization is None:
+        raise PeepholeError(f"{model_path}: input type {model.inputs[0].dtype} is not supported")
+    manifest = ModelManifest(
+        name=name,
+        sha256=file_sha256(model_path),
+        mean=mean,
+        std=std,
+        color_order=color_order,
+        quantization=quantization,
+        embedding_size=int(model.outputs[0].shape[-1]),
+    )
+    manifest.validate(model_path)
+    return manifest, model
+
+
+def calibrate(
+    model_path: Path,
+    output: Path,
+    name: str,
+    mean: float,
+    std: float,
+    color_order: str,
+    lfw_dir: Path,
+    pairs_file: Path,
+    celebrity: Path | None,
+    folds: int | None = None,
+    threads: int = 2,
+) -> tuple[ModelManifest, dict[str, object]]:
+    from trainer.evaluate import (
+        align_lfw,
+        default_pipeline,
+        evaluate_lfw,
+        select_folds,
+        tflite_embed_fn,
+    )
+    from trainer.export import celebrity_openset
+    from trainer.lfw import read_pairs
+
+    draft, model = draft_manifest(model_path, name, mean, std, color_order)
+    embedder = FaceEmbedder(model, draft, draft.sha256)
+    pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
+    aligned = align_lfw(pairs, default_pipeline(threads), show_progress=True)
+    report, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(embedder))
+    verification = report.verification
+    facts: dict[str, object] = {
+        "lfw_accuracy": round(verification.accuracy_mean, 4),
+        "lfw_accuracy_std": round(verification.accuracy_std, 4),
+        "lfw_pairs": report.pairs,
+    }
+    provenance: dict[str, object] = {
+        "calibrated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+        "verification_threshold": "mean of the LFW fold thresholds through the device pipeline "
+        f"(trainer calibrate): LFW {100 * verification.accuracy_mean:.2f}% "
+        f"+- {100 * verification.accuracy_std:.2f} on {report.pairs} pairs",
+        "note": "third-party model: licence and training data are the supplier's",
+    }
+    identification: dict[str, object] = {}
+    if celebrity is not None:
+        identification = celebrity_openset(embedder, celebrity)
+        facts["identification"] = identification
+        if identification.get("threshold") is not None:
+            provenance["identification_threshold"] = (
+                f"open-set on celebrity112 (trainer calibrate): {json.dumps(identification)}"
+            )
+    manifest = ModelManifest(
+        **{
+            **draft.__dict__,
+            "verification_threshold": round(verification.threshold, 4),
+            "identification_threshold": identification.get("threshold"),
+            "identification_far_target": identification.get("far_target")
+            if identification
+            else None,
+            "provenance": provenance,
+        }
+    )
+    manifest.save(output)
+    return manifest, facts
+
+
+def register(group: click.Group) -> None:
+    @group.command("calibrate")
+    @click.option(
+        "--model",
+        "model_path",
+        required=True,
+        type=click.Path(path_type=Path),
+        help="A 112x112 TFLite face embedder.",
+    )
+    @click.option(
+        "--output",
+        type=click.Path(path_type=Path),
+        help="Manifest to write [default: beside the model, <stem>.json].",
+    )
+    @click.option("--name", help="Model name for the manifest [default: file name].")
+    @click.option("--mean", default=127.5, show_default=True, help="Pixel mean the model expects.")
+    @click.option("--std", default=128.0, show_default=True, help="Pixel scale the model expects.")
+    @click.option(
+        "--color-order", type=click.Choice(["RGB", "BGR"]), default="RGB", show_default=True
+    )
+    @click.option("--lfw", "lfw_dir", required=True, type=click.Path(path_type=Path))
+    @click.option("--pairs", "pairs_file", required=True, type=click.Path(path_type=Path))
+    @click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N LFW folds.")
+    @click.option(
+        "--celebrity",
+        type=click.Path(path_type=Path),
+        help="celebrity112 folder for the identification threshold.",
+    )
+    @click.option("--threads", default=2, show_default=True)
+    def calibrate_command(
+        model_path: Path, output: Path | None, name: str | None, mean: float, std: float,
+        color_order: str, lfw_dir: Path, pairs_file: Path, folds: int | None,
+        celebrity: Path | None, threads: int,
+    ) -> None:  # fmt: skip
+        """Write a manifest (thresholds included) for a third-party TFLite embedder."""
+        if not lfw_dir.is_dir():
+            raise PeepholeError(f"LFW folder not found: {lfw_dir}")
+        if not pairs_file.is_file():
+            raise PeepholeError(f"pairs file not found: {pairs_file}")
+        if celebrity is not None and not celebrity.is_dir():
+            raise PeepholeError(f"celebrity folder not found: {celebrity}")
+        target = output or model_path.with_suffix(".json")
+        manifest, facts = calibrate(
+            model_path, target, name or model_path.stem, mean, std, color_order,
+            lfw_dir, pairs_file, celebrity, folds, threads,
+        )  # fmt: skip
+        click.echo(f"LFW accuracy: {100 * float(facts['lfw_accuracy']):.2f}%")  # type: ignore[arg-type]
+        click.echo(f"verification threshold: {manifest.verification_threshold}")
+        click.echo(f"identification threshold: {manifest.identification_threshold}")
+        click.echo(f"manifest: {target}")

@@ -1,0 +1,488 @@
+"""``trainer export-tflite``: a trained Keras model to a full-integer int8 TFLite embedder.
+
+Weights, activations, input and output are all int8, calibrated on a
+representative set of aligned crops, so XNNPACK runs the whole graph in int8.
+Then the export is checked against its own float version, through the device's
+embedder code, and the command fails when they drift apart:
+
+- mean cosine between int8 and float embeddings of held-out crops (crops that
+  were not in the representative set) must be at least ``min_cosine``;
+- with LFW given, the int8 model's 10-fold accuracy must not be more than
+  ``max_accuracy_drop`` below the float model's.
+
+Only a model that passes gets its sidecar manifest, whose verification threshold
+is the mean of the int8 model's ten LFW fold thresholds, and whose identification
+threshold is calibrated open-set on celebrity112 when that folder is given.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+import cv2
+import numpy as np
+
+from device.embedder import FaceEmbedder
+from device.errors import PeepholeError
+from device.manifest import ModelManifest, file_sha256
+from device.tflite import TFLiteModel
+from trainer.constants import INPUT_SIZE, MEAN, STD
+from trainer.lfw import AlignedSet, LfwPair
+from trainer.prepare import read_kept
+
+FAR_TARGET = 0.01
+MATCH_MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model: Path
+    output: Path
+    crops: Path
+    name: str = "peephole MobileFaceNet int8"
+    representative_count: int = 400
+    holdout_count: int = 300
+    lfw_dir: Path | None = None
+    pairs_file: Path | None = None
+    lfw_folds: int | None = None
+    lfw_cache: Path | None = None
+    celebrity: Path | None = None
+    min_cosine: float = 0.99
+    max_accuracy_drop: float = 0.003
+    float_output: Path | None = None
+    threads: int = 2
+    profile: bool = True
+    seed: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ExportReport:
+    int8_path: Path
+    float_path: Path
+    int8_bytes: int
+    parity_cosine_mean: float
+    parity_cosine_min: float
+    lfw_float: float | None = None
+    lfw_int8: float | None = None
+    lfw_int8_std: float | None = None
+    verification_threshold: float | None = None
+    identification: dict[str, Any] = field(default_factory=dict)
+    profile_int8: GraphProfile | None = None
+    profile_float: GraphProfile | None = None
+    manifest_path: Path | None = None
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            key: (str(value) if isinstance(value, Path) else value)
+            for key, value in self.__dict__.items()
+        }
+
+
+def load_keras_model(path: Path, activation: str = "relu6") -> Any:
+    """A ``.keras`` model, or a run's ``.weights.h5`` loaded into a fresh MobileFaceNet."""
+    import keras
+
+    from trainer.model import build_mobilefacenet
+
+    if not path.is_file():
+        raise PeepholeError(f"model not found: {path}")
+    if path.name.endswith(".weights.h5"):
+        model = build_mobilefacenet(activation)
+        model.load_weights(path)
+        return model
+    if path.suffix != ".keras":
+        raise PeepholeError(f"{path}: expected a .keras model or a .weights.h5 checkpoint")
+    return keras.models.load_model(path, compile=False)
+
+
+def sample_crops(folder: Path, count: int, seed: int) -> np.ndarray:
+    """``count`` random aligned crops (RGB uint8) from a prepared folder, in a fixed order."""
+    kept = read_kept(folder)
+    if not kept:
+        raise PeepholeError(f"{folder}: no crops")
+    rows = np.random.default_rng(seed).permutation(len(kept))[:count]
+    crops = []
+    for row in rows:
+        bgr = cv2.imread(str(folder / kept[row].crop), cv2.IMREAD_COLOR)
+        if bgr is not None and bgr.shape == (INPUT_SIZE, INPUT_SIZE, 3):
+            crops.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return np.stack(crops)
+
+
+def convert(model: Any, representative: np.ndarray | None) -> bytes:
+    """TFLite flatbuffer: float32 when ``representative`` is None, else full-integer int8."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
+    def serve(crop: tf.Tensor) -> tf.Tensor:
+        return model(crop, training=False)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [serve.get_concrete_function()], model
+    )
+    if representative is not None:
+
+        def samples() -> Any:
+            for crop in representative:
+                yield [((crop.astype(np.float32) - MEAN) / STD)[np.newaxis]]
+
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return bytes(converter.convert())
+
+
+def embedder_for(path: Path, quantization: str, name: str, threads: int) -> FaceEmbedder:
+    """A device embedder for a fresh export, with a manifest built in memory."""
+    sha = file_sha256(path)
+    manifest = ModelManifest(name=name, sha256=sha, mean=MEAN, std=STD, quantization=quantization)
+    return FaceEmbedder(TFLiteModel(path, num_threads=threads), manifest, sha)
+
+
+def parity(
+    float_embedder: FaceEmbedder, int8_embedder: FaceEmbedder, crops: np.ndarray
+) -> np.ndarray:
+    """Cosine between the float and int8 embedding of each crop."""
+    return np.einsum("ij,ij->i", float_embedder.embed_many(crops), int8_embedder.embed_many(crops))
+
+
+@dataclass(frozen=True)
+class GraphProfile:
+    """How a .tflite runs here: XNNPACK delegate partitions and single-thread latency."""
+
+    partitions: int
+    latency_ms: float
+
+    def line(self) -> str:
+        return f"{self.latency_ms:.2f} ms/face (1 thread), {self.partitions} XNNPACK partition(s)"
+
+
+def profile_graph(path: Path, runs: int = 100) -> GraphProfile:
+    """Median single-thread latency and the number of delegate partitions (1: fully fused)."""
+    import time
+
+    from device.tflite import interpreter_class
+
+    _, interpreter_cls = interpreter_class()
+    interpreter = interpreter_cls(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    # Each XNNPACK partition appears as one DELEGATE node in the execution plan.
+    partitions = sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+    detail = interpreter.get_input_details()[0]
+    crop = np.zeros(detail["shape"], dtype=detail["dtype"])
+    timings = []
+    for _ in range(runs + 10):
+        interpreter.set_tensor(detail["index"], crop)
+        started = time.perf_counter()
+        interpreter.invoke()
+        timings.append(time.perf_counter() - started)
+    return GraphProfile(partitions, 1000 * float(np.median(timings[10:])))
+
+
+def celebrity_openset(
+    embedder: FaceEmbedder,
+    folder: Path,
+    enrolled_identities: int = 12,
+    enrolled_images: int = 5,
+    far_target: float = FAR_TARGET,
+    margin: float = MATCH_MARGIN,
+) -> dict[str, Any]:
+    """Open-set identification on celebrity112, as the reference manifests were calibrated.
+
+    Gallery: the first ``enrolled_identities`` identities (sorted) with their first
+    ``enrolled_images`` crops, matched by the normalised mean. Probes: their other
+    crops (must be named correctly) and every crop of the remaining identities
+    (strangers: at most ``far_target`` of them may be named).
+    """
+    from device.openset import ProbeScores, evaluate, threshold_for_far
+
+    people = sorted(p for p in folder.iterdir() if p.is_dir())
+    if len(people) <= enrolled_identities:
+        raise PeepholeError(f"{folder}: need more than {enrolled_identities} identities")
+
+    def embed_folder(person: Path) -> np.ndarray:
+        images = sorted(person.glob("*.png")) + sorted(person.glob("*.jpg"))
+        crops = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
+        return embedder.embed_many(np.stack([c for c in crops if c.shape == (112, 112, 3)]))
+
+    gallery_names, means, probes, truth = [], [], [], []
+    for index, person in enumerate(people):
+        vectors = embed_folder(person)
+        if index < enrolled_identities:
+            mean = vectors[:enrolled_images].mean(axis=0)
+            means.append(mean / np.linalg.norm(mean))
+            gallery_names.append(person.name)
+            probes.append(vectors[enrolled_images:])
+            truth += [person.name] * (len(vectors) - enrolled_images)
+        else:
+            probes.append(vectors)
+            truth += [None] * len(vectors)
+    similarities = np.concatenate(probes) @ np.stack(means).T
+    order = np.argsort(-similarities, axis=1)
+    rows = np.arange(len(similarities))
+    best = similarities[rows, order[:, 0]]
+    gap = best - similarities[rows, order[:, 1]]
+    scores = ProbeScores(
+        similarity=best.astype(np.float32),
+        margin=gap.astype(np.float32),
+        candidate=[gallery_names[int(i)] for i in order[:, 0]],
+        truth=truth,
+    )
+    strangers = np.array([t is None for t in truth])
+    threshold = threshold_for_far(best[strangers], gap[strangers], far_target, margin)
+    result: dict[str, Any] = {
+        "threshold": threshold,
+        "far_target": far_target,
+        "margin": margin,
+        "enrolled": f"first {enrolled_identities} identities x first {enrolled_images} crops",
+        "enrolled_probes": int((~strangers).sum()),
+        "stranger_probes": int(strangers.sum()),
+    }
+    if threshold is not None:
+        report = evaluate(scores, threshold, margin)
+        result.update(
+            {
+                "enrolled_named_correctly": report.enrolled_named_correctly,
+                "enrolled_named_wrongly": report.enrolled_named_wrongly,
+                "strangers_named": report.strangers_named,
+            }
+        )
+    return result
+
+
+def aligned_lfw(pairs: list[LfwPair], threads: int, cache: Path | None) -> AlignedSet:
+    """LFW aligned through the device pipeline, kept in ``cache`` (.npz) for the next export."""
+    from trainer.evaluate import align_lfw, default_pipeline
+
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            paths = [Path(p) for p in data["paths"]]
+            crops = dict(zip(paths, data["crops"], strict=True))
+            fallbacks = [Path(p) for p in data["fallbacks"]]
+            gate_rejects = int(data["gate_rejects"])
+        if all(p.first in crops and p.second in crops for p in pairs):
+            return AlignedSet(crops, fallbacks, gate_rejects)
+    aligned = align_lfw(pairs, default_pipeline(threads), show_progress=True)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        paths = sorted(aligned.crops)
+        np.savez(
+            cache,
+            paths=np.array([str(p) for p in paths]),
+            crops=np.stack([aligned.crops[p] for p in paths]),
+            fallbacks=np.array([str(p) for p in aligned.fallbacks]),
+            gate_rejects=aligned.gate_rejects,
+        )
+    return aligned
+
+
+def export(options: ExportOptions) -> ExportReport:
+    from trainer.evaluate import evaluate_lfw, select_folds, tflite_embed_fn
+    from trainer.lfw import read_pairs
+
+    model = load_keras_model(options.model, str(options.provenance.get("activation", "relu6")))
+    total = options.representative_count + options.holdout_count
+    crops = sample_crops(options.crops, total, options.seed)
+    if len(crops) < total:
+        raise PeepholeError(f"{options.crops}: need {total} crops, found {len(crops)}")
+    representative, holdout = (
+        crops[: options.representative_count],
+        crops[options.representative_count :],
+    )
+
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    options.output.write_bytes(convert(model, representative))
+    workdir = Path(tempfile.mkdtemp(prefix="export-"))
+    float_path = options.float_output or workdir / "float32.tflite"
+    float_path.write_bytes(convert(model, None))
+
+    int8 = embedder_for(options.output, "int8", options.name, options.threads)
+    float32 = embedder_for(float_path, "float32", options.name + " (float)", options.threads)
+    cosines = parity(float32, int8, holdout)
+    report = ExportReport(
+        int8_path=options.output,
+        float_path=float_path,
+        int8_bytes=options.output.stat().st_size,
+        parity_cosine_mean=float(cosines.mean()),
+        parity_cosine_min=float(cosines.min()),
+    )
+    if options.profile:
+        report.profile_int8 = profile_graph(options.output)
+        report.profile_float = profile_graph(float_path)
+    if report.parity_cosine_mean < options.min_cosine:
+        report.failures.append(
+            f"int8 drifts from float: mean cosine {report.parity_cosine_mean:.4f} "
+            f"< {options.min_cosine} on {len(holdout)} held-out crops"
+        )
+    if options.lfw_dir is not None and options.pairs_file is not None:
+        pairs = select_folds(read_pairs(options.pairs_file, options.lfw_dir), options.lfw_folds)
+        aligned = aligned_lfw(pairs, options.threads, options.lfw_cache)
+        float_result, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(float32))
+        int8_result, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(int8))
+        report.lfw_float = float_result.verification.accuracy_mean
+        report.lfw_int8 = int8_result.verification.accuracy_mean
+        report.lfw_int8_std = int8_result.verification.accuracy_std
+        report.verification_threshold = round(int8_result.verification.threshold, 4)
+        if report.lfw_float - report.lfw_int8 > options.max_accuracy_drop:
+            report.failures.append(
+                f"int8 loses LFW accuracy: {100 * report.lfw_int8:.2f}% against float "
+                f"{100 * report.lfw_float:.2f}% (allowed drop {100 * options.max_accuracy_drop:.1f} points)"
+            )
+    if options.celebrity is not None:
+        report.identification = celebrity_openset(int8, options.celebrity)
+    if not report.failures:
+        report.manifest_path = write_manifest(options, report)
+    return report
+
+
+def write_manifest(options: ExportOptions, report: ExportReport) -> Path:
+    provenance: dict[str, Any] = dict(options.provenance)
+    provenance.update(
+        {
+            "exported": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+            "export": "trainer export-tflite: full-integer int8 (weights, activations, input, output), "
+            f"{options.representative_count} representative crops from {options.crops}",
+            "parity": f"int8 vs float mean cosine {report.parity_cosine_mean:.4f} "
+            f"(min {report.parity_cosine_min:.4f}) on {options.holdout_count} held-out crops",
+        }
+    )
+    if report.profile_int8 and report.profile_float:
+        provenance["latency"] = (
+            f"int8 {report.profile_int8.line()}; float32 {report.profile_float.line()} "
+            "(at export, on the exporting machine)"
+        )
+    if report.lfw_int8 is not None and report.lfw_float is not None:
+        provenance["verification_threshold"] = (
+            "mean of the 10 LFW fold thresholds of the int8 model through the device pipeline; "
+            f"LFW int8 {100 * report.lfw_int8:.2f}%, float {100 * report.lfw_float:.2f}%"
+        )
+    identification = report.identification
+    if identification.get("threshold") is not None:
+        provenance["identification_threshold"] = (
+            f"open-set on celebrity112 at FAR <= {identification['far_target']:.0%}, mean matching, "
+            f"margin {identification['margin']}: {json.dumps(identification)}"
+        )
+    manifest = ModelManifest(
+        name=options.name,
+        sha256=file_sha256(options.output),
+        mean=MEAN,
+        std=STD,
+        quantization="int8",
+        verification_threshold=report.verification_threshold,
+        identification_threshold=identification.get("threshold"),
+        identification_far_target=identification.get("far_target") if identification else None,
+        provenance=provenance,
+    )
+    path = options.output.with_suffix(".json")
+    manifest.save(path)
+    return path
+
+
+def register(group: click.Group) -> None:
+    @group.command("export-tflite")
+    @click.option(
+        "--model",
+        "model_path",
+        required=True,
+        type=click.Path(path_type=Path),
+        help="Trained model: a run's model.keras (or last.weights.h5).",
+    )
+    @click.option(
+        "--output",
+        required=True,
+        type=click.Path(path_type=Path),
+        help="The int8 .tflite to write; its manifest goes beside it.",
+    )
+    @click.option(
+        "--crops",
+        required=True,
+        type=click.Path(path_type=Path),
+        help="A prepared folder: representative and held-out parity crops.",
+    )
+    @click.option(
+        "--lfw",
+        "lfw_dir",
+        type=click.Path(path_type=Path),
+        help="LFW images: calibrates the threshold and checks accuracy parity.",
+    )
+    @click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="LFW pairs.txt")
+    @click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N LFW folds.")
+    @click.option(
+        "--celebrity",
+        type=click.Path(path_type=Path),
+        help="celebrity112 folder: calibrates the identification threshold.",
+    )
+    @click.option("--name", default=ExportOptions.name, show_default=True)
+    @click.option("--representative", "representative_count", default=400, show_default=True)
+    @click.option("--holdout", "holdout_count", default=300, show_default=True)
+    @click.option(
+        "--float-output", type=click.Path(path_type=Path), help="Also keep the float32 TFLite here."
+    )
+    @click.option(
+        "--activation",
+        type=click.Choice(["relu6", "prelu"]),
+        default="relu6",
+        show_default=True,
+        help="Only for a .weights.h5 model.",
+    )
+    @click.option("--threads", default=2, show_default=True)
+    def export_command(
+        model_path: Path, output: Path, crops: Path, lfw_dir: Path | None, pairs_file: Path | None,
+        folds: int | None, lfw_cache: Path | None, celebrity: Path | None, name: str,
+        representative_count: int,
+        holdout_count: int, float_output: Path | None, activation: str, threads: int,
+    ) -> None:  # fmt: skip
+        """Export int8 TFLite + manifest; fails when int8 drifts from float."""
+        if (lfw_dir is None) != (pairs_file is None):
+            raise PeepholeError("--lfw and --pairs go together")
+        provenance = run_provenance(model_path)
+        provenance["activation"] = provenance.get("activation", activation)
+        options = ExportOptions(
+            model=model_path, output=output, crops=crops, name=name,
+            representative_count=representative_count, holdout_count=holdout_count,
+            lfw_dir=lfw_dir, pairs_file=pairs_file, lfw_folds=folds, lfw_cache=lfw_cache,
+            celebrity=celebrity,
+            float_output=float_output, threads=threads, provenance=provenance,
+        )  # fmt: skip
+        report = export(options)
+        click.echo(f"int8 model: {report.int8_path} ({report.int8_bytes / 1e6:.2f} MB)")
+        click.echo(
+            f"parity: mean cosine {report.parity_cosine_mean:.4f}, min {report.parity_cosine_min:.4f}"
+        )
+        if report.lfw_int8 is not None and report.lfw_float is not None:
+            click.echo(
+                f"LFW: int8 {100 * report.lfw_int8:.2f}% float {100 * report.lfw_float:.2f}% "
+                f"threshold {report.verification_threshold}"
+            )
+        if report.profile_int8 and report.profile_float:
+            click.echo(f"int8: {report.profile_int8.line()}")
+            click.echo(f"float32: {report.profile_float.line()}")
+        if report.identification:
+            click.echo(f"celebrity112 open-set: {json.dumps(report.identification)}")
+        if report.failures:
+            raise PeepholeError("parity check failed: " + "; ".join(report.failures))
+        click.echo(f"manifest: {report.manifest_path}")
+
+
+def run_provenance(model_path: Path) -> dict[str, Any]:
+    """What the training run recorded next to the model (options.json), for the manifest."""
+    options_file = model_path.parent / "options.json"
+    if not options_file.is_file():
+        return {}
+    options = json.loads(options_file.read_text())
+    keep = ("loss", "activation", "optimizer", "learning_rate", "batch_size", "data")
+    provenance: dict[str, Any] = {key: options[key] for key in keep if key in options}
+    state_file = model_path.parent / "state.json"
+    if state_file.is_file():
+        provenance["steps"] = json.loads(state_file.read_text()).get("step")
+    return provenance
