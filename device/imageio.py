@@ -16,7 +16,7 @@ MIN_SIDE = 32
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG, GIF or BMP header, without decoding pixels."""
+    """(width, height) from a PNG, JPEG, GIF, BMP or WebP header, without decoding pixels."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
         return width, height
@@ -26,6 +26,8 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     if data[:2] == b"BM" and len(data) >= 26:
         width, height = struct.unpack("<ii", data[18:26])
         return abs(width), abs(height)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        return _webp_size(data)
     if data[:2] == b"\xff\xd8":
         offset = 2
         while offset + 9 <= len(data):
@@ -43,6 +45,21 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L" and data[20] == 0x2F:
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    return None
+
+
 def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     """Decode image bytes to an RGB uint8 array, refusing anything unsafe or broken."""
     if not data:
@@ -50,7 +67,11 @@ def decode_image(data: bytes, name: str = "image") -> np.ndarray:
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"{name}: file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
     size = header_size(data)
-    if size is not None and size[0] * size[1] > MAX_PIXELS:
+    # Only formats whose size is known before decoding: a small compressed TIFF
+    # can unpack to gigabytes before OpenCV's own pixel limit refuses it.
+    if size is None:
+        raise ImageError(f"{name}: not a readable image (PNG, JPEG, GIF, BMP or WebP)")
+    if size[0] * size[1] > MAX_PIXELS:
         raise ImageError(
             f"{name}: {size[0]}x{size[1]} is more than {MAX_PIXELS // 1_000_000} megapixels"
         )
