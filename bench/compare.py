@@ -80,7 +80,7 @@ class Settings:
 
     @classmethod
     def full(cls) -> Settings:
-        return cls(274, 100, 30, None, None, (1, 2), None, 3, 2000, 20)
+        return cls(137, 60, 20, None, None, (1, 2), None, 3, 2000, 20)
 
     @classmethod
     def quick(cls) -> Settings:
@@ -239,6 +239,9 @@ def main() -> None:
     parser.add_argument("--no-facerec", action="store_true", help="skip face_recognition")
     args = parser.parse_args()
     settings = Settings.quick() if args.quick else Settings.full()
+    for needed in (CLIP, LFW_DIR, PAIRS, ENROLL[1], REFERENCE_F32):
+        if not needed.exists():
+            sys.exit(f"compare: error: shared data missing: {needed} (set PEEPHOLE_SHARED)")
     started = time.time()
     load_before = os.getloadavg()
     with_facerec = not args.no_facerec and facerec_available()
@@ -556,6 +559,7 @@ def write_report(
                     else " (all 275 frames, --fast)"
                 ),
             ],
+            ["its own summary (stderr)", run_summary(run.run.stderr)],
             ["peak resident memory of `peephole run`", f"{run.run.peak_rss_mb:.0f} MB"],
             [
                 "start to first processed frame (`run --max-frames 1`, process start to exit, median)",
@@ -670,6 +674,11 @@ def write_report(
     report.table(["stack", "1 face: median / p95 ms", "2 faces", "4 faces"], rows)
 
     write_pi_estimate(report, peephole, model_macs, detector_macs, mesh_macs, results, stacks, one)
+
+
+def run_summary(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if " frames in " in line]
+    return lines[-1].removeprefix("peephole: ") if lines else "-"
 
 
 def facerec_model_files() -> list[Path]:
