@@ -7,6 +7,7 @@ Secrets never need to be in the file: ``PEEPHOLE_MQTT_USERNAME`` and
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import stat
@@ -208,7 +209,8 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> Config:
     sections = {f.name: f for f in dataclasses.fields(Config)}
     for name, values in raw.items():
         if name not in sections:
-            raise ConfigError(f"{where}: unknown section [{name}] (known: {', '.join(sections)})")
+            shown = name if name.isprintable() else repr(name)
+            raise ConfigError(f"{where}: unknown section [{shown}] (known: {', '.join(sections)})")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{name}] must be a table")
         setattr(config, name, _build_section(getattr(config, name), values, f"{where} [{name}]"))
@@ -244,9 +246,13 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if value != value or value in (float("inf"), float("-inf")):
+            try:
+                number = float(value)
+            except OverflowError:  # TOML integers are unbounded: 1e400 written out in digits
+                number = float("inf")
+            if not math.isfinite(number):
                 raise ConfigError(f"{where}: must be a finite number")
-            return float(value)
+            return number
         if kind is str and isinstance(value, str):
             return value
     names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed if k is not type(None))
