@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from device.errors import GalleryError
+from device.errors import GalleryError, disk_full_hint
 
 SCHEMA_VERSION = 1
 MAX_NAME_LENGTH = 100
@@ -187,13 +187,17 @@ class Gallery:
             else:
                 connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
         except (OSError, sqlite3.Error) as error:
-            raise GalleryError(f"cannot open gallery {path}: {error}") from None
+            raise GalleryError(
+                f"cannot open gallery {path}: {error}{disk_full_hint(path)}"
+            ) from None
         gallery = cls(path, connection, read_only)
         try:
             gallery._prepare(create)
         except sqlite3.Error as error:
             connection.close()
-            raise GalleryError(f"gallery {path} is unusable: {error}") from None
+            raise GalleryError(
+                f"gallery {path} is unusable: {error}{disk_full_hint(path)}"
+            ) from None
         except GalleryError:
             connection.close()
             raise
@@ -245,7 +249,9 @@ class Gallery:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
-            raise GalleryError(f"cannot write gallery {self.path}: {error}") from None
+            raise GalleryError(
+                f"cannot write gallery {self.path}: {error}{disk_full_hint(self.path)}"
+            ) from None
         try:
             yield
             self._conn.execute("COMMIT")
@@ -253,7 +259,9 @@ class Gallery:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
             if isinstance(error, sqlite3.Error):
-                raise GalleryError(f"cannot write gallery {self.path}: {error}") from None
+                raise GalleryError(
+                    f"cannot write gallery {self.path}: {error}{disk_full_hint(self.path)}"
+                ) from None
             raise
 
     # Reading --------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.errors import PeepholeError
+from device.errors import PeepholeError, disk_full_hint
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -54,7 +54,7 @@ class Outbox:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(path, isolation_level=None, timeout=5.0)
         except (OSError, sqlite3.Error) as error:
-            raise OutboxError(f"cannot open outbox {path}: {error}") from None
+            raise OutboxError(f"cannot open outbox {path}: {error}{disk_full_hint(path)}") from None
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
@@ -62,7 +62,9 @@ class Outbox:
             (check,) = connection.execute("PRAGMA quick_check").fetchone()
         except sqlite3.Error as error:
             connection.close()
-            raise OutboxError(f"outbox {path} is not a usable database: {error}") from None
+            raise OutboxError(
+                f"outbox {path} is not a usable database: {error}{disk_full_hint(path)}"
+            ) from None
         if check != "ok":
             connection.close()
             raise OutboxError(f"outbox {path} is damaged: {check}")
@@ -76,7 +78,9 @@ class Outbox:
                 (event_id, topic, payload, time.time()),
             )
         except sqlite3.Error as error:
-            raise OutboxError(f"cannot store event {event_id} in {self.path}: {error}") from None
+            raise OutboxError(
+                f"cannot store event {event_id} in {self.path}: {error}{disk_full_hint(self.path)}"
+            ) from None
         return cursor.rowcount == 1
 
     def pending(self, limit: int | None = None) -> list[OutboxEntry]:
