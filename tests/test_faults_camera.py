@@ -1,0 +1,126 @@
+"""The camera vanishes mid-run and comes back: reported, retried with backoff, resumed.
+
+The loop is the real one (pipeline, tracker, outbox, notifier on a real unix
+socket); the camera is a real video whose "cable" the test pulls and plugs back.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from device.config import Config
+from device.discovery import Topics
+from device.embedder import FaceEmbedder
+from device.errors import SourceError
+from device.gallery import Gallery
+from device.matching import Matcher
+from device.outbox import Outbox
+from device.pipeline import FacePipeline
+from device.publisher import EventPublisher
+from device.runtime import CameraLoop, LoopOptions
+from device.sdnotify import SystemdNotifier
+from device.sources import Frame, ReopeningSource, SourceOptions, VideoCaptureSource
+from device.tracker import Cooldown, VisitorTracker
+from tests.conftest import require_shared
+from tests.runtime_helpers import wait_until
+from tests.test_service import drain, notify_socket
+
+CLIP = "data/video/short_hamilton_clip.mp4"
+
+
+class UnpluggableCamera:
+    """A live camera (a looping real video) that fails to read and to open while unplugged."""
+
+    live = True
+    description = "door camera"
+
+    def __init__(self, video: Path) -> None:
+        self.video = VideoCaptureSource(str(video), SourceOptions(), live=False)
+        self.plugged = threading.Event()
+        self.plugged.set()
+        self.opens = 0
+
+    def open(self) -> None:
+        if not self.plugged.is_set():
+            raise SourceError("cannot open door camera (no such device)")
+        self.video.open()
+        self.opens += 1
+
+    def read(self) -> Frame | None:
+        if not self.plugged.is_set():
+            raise SourceError("door camera delivered no frame")
+        frame = self.video.read()
+        if frame is None:  # loop the clip like an endless camera
+            self.video.close()
+            self.video.open()
+            frame = self.video.read()
+        return frame
+
+    def close(self) -> None:
+        self.video.close()
+
+
+def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
+    tmp_path: Path, reference_f32: tuple[Path, Path]
+) -> None:
+    receiver = notify_socket(tmp_path / "notify.sock")
+    notifier = SystemdNotifier(
+        {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "60000"}
+    )
+    embedder = FaceEmbedder.from_files(*reference_f32)
+    gallery = Gallery.open(tmp_path / "gallery.db")
+    matcher = Matcher.from_gallery(gallery, embedder.sha256, 0.4, 0.05)
+    camera = UnpluggableCamera(require_shared(CLIP))
+    reports: list[str] = []
+    stop = threading.Event()
+    options = SourceOptions(backoff_initial=0.05, backoff_max=0.4, read_failures_before_reopen=3)
+    source = ReopeningSource(camera, options, stop, reports.append)
+    source.open()
+    loop = CameraLoop(
+        pipeline=FacePipeline.from_config(Config(), embedder),
+        matcher=matcher,
+        gallery=gallery,
+        source=source,
+        publisher=EventPublisher(Outbox.open(tmp_path / "outbox.db"), Topics("peephole", "t")),
+        tracker=VisitorTracker(matcher.identify),
+        cooldown=Cooldown(60.0, 0.4),
+        device_id="t",
+        notifier=notifier,
+        stop=stop,
+        options=LoopOptions(),
+    )
+    runner = threading.Thread(target=loop.run)
+    runner.start()
+    try:
+        assert wait_until(lambda: loop.stats.frames >= 10, timeout=60)
+        flowing = drain(receiver)
+        camera.plugged.clear()
+        time.sleep(0.3)  # the frame being processed may still feed the watchdog once
+        frames_at_unplug = loop.stats.frames
+        drain(receiver)
+        time.sleep(2.0)  # about 30 watchdog periods without a camera
+        during_outage = drain(receiver)
+        frames_during_outage = loop.stats.frames - frames_at_unplug
+        camera.plugged.set()
+        assert wait_until(lambda: loop.stats.frames >= frames_at_unplug + 10, timeout=60)
+        after = drain(receiver)
+    finally:
+        stop.set()
+        runner.join(timeout=30)
+        source.close()
+        gallery.close()
+        receiver.close()
+    assert not runner.is_alive()
+    assert "WATCHDOG=1" in flowing
+    assert "WATCHDOG=1" not in during_outage, during_outage
+    assert frames_during_outage == 0
+    assert "WATCHDOG=1" in after
+    assert any("delivered no frame; reopening" in r for r in reports), reports
+    delays = [float(d) for r in reports for d in re.findall(r"retrying in ([0-9.]+) s", r)]
+    assert len(delays) >= 3, reports
+    assert delays == sorted(delays) and delays[-1] == options.backoff_max, delays
+    assert any(r == "door camera reopened" for r in reports), reports
+    assert camera.opens >= 2
