@@ -17,6 +17,7 @@ queue and go out, in order, after the next connect.
 from __future__ import annotations
 
 import queue
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -136,10 +137,13 @@ class MqttLink:
             client.username_pw_set(settings.username, settings.password or None)
         if settings.tls:
             try:
+                # tls_insecure_set alone only skips the host name check: the chain
+                # would still have to verify, so "insecure" would accept nothing more.
                 client.tls_set(
                     ca_certs=settings.ca_file or None,
                     certfile=settings.cert_file or None,
                     keyfile=settings.key_file or None,
+                    cert_reqs=ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED,
                 )
             except (OSError, ValueError) as error:
                 raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
