@@ -9,6 +9,7 @@ survives ``kill -9`` and a power cut.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ class Outbox:
         path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Who came to the door and when is personal: only the owner may read it
+            # (SQLite gives the -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             connection = sqlite3.connect(path, isolation_level=None, timeout=5.0)
         except (OSError, sqlite3.Error) as error:
             raise OutboxError(f"cannot open outbox {path}: {error}{disk_full_hint(path)}") from None
