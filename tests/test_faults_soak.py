@@ -1,7 +1,8 @@
 """The soak in short (one minute): the broker bounces every 12 s under a paced looping clip.
 
 Across repeated broker outages every event printed reaches a persistent
-subscriber exactly once per event_id and in order, nothing stays in the outbox,
+subscriber, in order, once per event_id (a QoS 1 repeat, counted, is the same
+message and is dropped by its event_id), nothing stays in the outbox,
 frames keep flowing at the camera's pace, and memory does not climb. The long
 version is ``python -m bench.soak --minutes 30`` (results in docs/benchmarks.md).
 """
@@ -37,7 +38,10 @@ def test_one_minute_soak_with_the_broker_bouncing(
     assert result.bounces >= 3, report
     assert result.reconnects >= result.bounces + 1, report
     assert result.printed >= 10, report
-    assert result.lost == 0 and result.duplicates == 0 and result.out_of_order == 0, report
+    assert result.lost == 0 and result.out_of_order == 0, report
+    # At-least-once: a repeat (its PUBACK lost in a broker stop) is the same message.
+    assert result.duplicates_that_differ == 0, report
+    assert result.duplicates <= 2 * result.bounces, report
     assert result.received == result.printed and result.left_in_outbox == 0, report
     # Paced at 15 fps: frames keep coming through every outage.
     assert report["fps_min"] is not None and report["fps_min"] >= 0.6 * options.fps, report
