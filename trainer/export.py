@@ -121,25 +121,28 @@ def convert(model: Any, representative: np.ndarray | None) -> bytes:
     """TFLite flatbuffer: float32 when ``representative`` is None, else full-integer int8."""
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)])
-    def serve(crop: tf.Tensor) -> tf.Tensor:
-        return model(crop, training=False)
+    # Through a SavedModel: converting a Keras 3 model's concrete function directly
+    # leaves its variables as READ_VARIABLE ops that int8 calibration cannot run.
+    with tempfile.TemporaryDirectory(prefix="export-savedmodel-") as saved:
+        model.export(
+            saved,
+            format="tf_saved_model",
+            input_signature=[tf.TensorSpec([1, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)],
+            verbose=False,
+        )
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        if representative is not None:
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [serve.get_concrete_function()], model
-    )
-    if representative is not None:
+            def samples() -> Any:
+                for crop in representative:
+                    yield [((crop.astype(np.float32) - MEAN) / STD)[np.newaxis]]
 
-        def samples() -> Any:
-            for crop in representative:
-                yield [((crop.astype(np.float32) - MEAN) / STD)[np.newaxis]]
-
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = samples
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = samples
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+        return bytes(converter.convert())
 
 
 def embedder_for(path: Path, quantization: str, name: str, threads: int) -> FaceEmbedder:
@@ -417,6 +420,11 @@ def register(group: click.Group) -> None:
     )
     @click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="LFW pairs.txt")
     @click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N LFW folds.")
+    @click.option(
+        "--lfw-cache",
+        type=click.Path(path_type=Path),
+        help="Keep LFW's aligned crops in this .npz for later exports.",
+    )
     @click.option(
         "--celebrity",
         type=click.Path(path_type=Path),
