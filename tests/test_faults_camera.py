@@ -7,6 +7,7 @@ socket); the camera is a real video whose "cable" the test pulls and plugs back.
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from pathlib import Path
@@ -26,9 +27,20 @@ from device.sources import Frame, ReopeningSource, SourceOptions, VideoCaptureSo
 from device.tracker import Cooldown, VisitorTracker
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until
-from tests.test_service import drain, notify_socket
+from tests.test_service import notify_socket
 
 CLIP = "data/video/short_hamilton_clip.mp4"
+
+
+def drain(receiver: socket.socket, within: float = 0.3) -> list[str]:
+    """What the notify socket holds now (and gets within ``within`` s): pings never stop it."""
+    messages, deadline = [], time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            messages.append(receiver.recv(4096).decode())
+        except TimeoutError:
+            break
+    return messages
 
 
 class UnpluggableCamera:
