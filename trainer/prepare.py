@@ -316,10 +316,10 @@ def _write_crop(dst: Path, sample: Sample, crop: np.ndarray) -> str:
     return str(relative)
 
 
-def default_embedder(path: Path | None, threads: int) -> FaceEmbedder | None:
+def default_embedder(path: Path | None, manifest: Path | None, threads: int) -> FaceEmbedder | None:
     """The embedder for the outlier and duplicate rules: the given one, else the shipped model."""
     if path is not None:
-        return FaceEmbedder.from_files(path, num_threads=threads)
+        return FaceEmbedder.from_files(path, manifest, num_threads=threads)
     if default_model_path().is_file():
         return FaceEmbedder.from_files(default_model_path(), num_threads=threads)
     return None
@@ -370,6 +370,11 @@ def register(group: click.Group) -> None:
         "[default: the shipped model].",
     )
     @click.option(
+        "--embedder-manifest",
+        type=click.Path(path_type=Path),
+        help="The embedder's manifest [default: beside the model].",
+    )
+    @click.option(
         "--config",
         "config_path",
         type=click.Path(path_type=Path),
@@ -386,6 +391,7 @@ def register(group: click.Group) -> None:
         duplicate_similarity: float,
         merge_duplicates: bool,
         embedder_path: Path | None,
+        embedder_manifest: Path | None,
         config_path: Path | None,
         threads: int,
     ) -> None:
@@ -403,7 +409,7 @@ def register(group: click.Group) -> None:
         config.detector.num_threads = threads
         # prepare applies its own score threshold; the detector must not pre-filter above it
         config.detector.min_score = min(config.detector.min_score, min_score)
-        embedder = default_embedder(embedder_path, threads)
+        embedder = default_embedder(embedder_path, embedder_manifest, threads)
         report = prepare(src, dst, options, FacePipeline.from_config(config), embedder)
         _echo_summary(report)
 
