@@ -127,22 +127,38 @@ def people_samples(gallery: Path) -> dict[str, tuple[int, int]]:
     return {name: (embeddings, crops) for name, embeddings, crops in rows}
 
 
+def start_enroll(gallery: Path, reference: tuple[Path, Path], name: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        enroll_command(gallery, reference, name),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=child_environment(), cwd=ROOT,
+    )  # fmt: skip
+
+
+def wait_for_last_image(process: subprocess.Popen[str], last_image: Path) -> float:
+    """Read the enroll's progress until it reports the last image; then it writes the gallery."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if line.startswith(str(last_image)):
+            return time.monotonic()
+    raise AssertionError("enroll ended without reporting its last image")
+
+
 @pytest.mark.slow
 def test_kill_9_of_enroll_never_leaves_a_half_written_person(
     tmp_path: Path, reference_f32: tuple[Path, Path]
 ) -> None:
     gallery = tmp_path / "gallery.db"
     enroll_people(gallery, reference_f32)
+    last_image = sorted(require_shared(ENROLL_FOLDER).iterdir())[-1]
     calibration = tmp_path / "calibration.db"
     shutil.copyfile(gallery, calibration)
     started = time.monotonic()
-    whole = subprocess.run(
-        enroll_command(calibration, reference_f32, "Whole"),
-        capture_output=True, text=True, env=child_environment(), cwd=ROOT, timeout=120,
-        check=False,
-    )  # fmt: skip
+    whole = start_enroll(calibration, reference_f32, "Whole")
+    writing_from = wait_for_last_image(whole, last_image)
+    assert whole.wait(timeout=120) == 0
+    writing = time.monotonic() - writing_from  # open, write, commit, print, exit
     duration = time.monotonic() - started
-    assert whole.returncode == 0, whole.stderr
     complete = people_samples(calibration)["Whole"]
     assert complete[0] >= 2 and complete[0] == complete[1]
 
@@ -150,13 +166,16 @@ def test_kill_9_of_enroll_never_leaves_a_half_written_person(
     before = people_samples(gallery)
     stored = 0
     for i in range(KILLS):
-        process = subprocess.Popen(
-            enroll_command(gallery, reference_f32, f"Visitor {i}"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-            env=child_environment(), cwd=ROOT,
-        )  # fmt: skip
-        # Mostly late in its life, where it writes; sometimes after it finished.
-        kill_after(process, rng.uniform(0.6, 1.15) * duration)
+        process = start_enroll(gallery, reference_f32, f"Visitor {i}")
+        if i % 2:
+            # Mostly while it loads the model and embeds, sometimes later.
+            kill_after(process, rng.uniform(0.3, 0.9) * duration)
+        else:
+            # Right where it writes: before, during or just after the commit.
+            wait_for_last_image(process, last_image)
+            time.sleep(rng.uniform(0.0, writing))
+            process.kill()
+            process.wait()
         assert integrity(gallery) == ("ok", []), f"gallery damaged by kill {i}"
         now = people_samples(gallery)
         for name, samples in before.items():
@@ -164,5 +183,8 @@ def test_kill_9_of_enroll_never_leaves_a_half_written_person(
         person = now.get(f"Visitor {i}")
         assert person in (None, complete), f"kill {i} left Visitor {i} half-written: {person}"
         stored += person is not None
-    print(f"enroll: {KILLS} kills, {stored} after the commit, {KILLS - stored} before it")
-    assert 0 < stored < KILLS, f"{stored} of {KILLS} kills came after the commit"
+    print(
+        f"enroll: {KILLS} kills (half within {writing * 1000:.0f} ms of the write starting), "
+        f"{stored} after the commit, {KILLS - stored} before it"
+    )
+    assert stored < KILLS, "every kill came after the commit"
