@@ -516,6 +516,14 @@ def write_report(
         report.table(
             ["peephole stack", "threads", "face_recognition median / peephole median"], rows
         )
+        report.add(
+            "face_recognition encodes every face its detector finds; peephole embeds only the "
+            "faces that pass its quality gate (column 'faces embedded per frame'), which is part "
+            "of its design: a blurred or turned face costs a detection and landmarks, not an "
+            "embedding. The 'Faces per frame' table below compares frames where every face is "
+            "embeddable.",
+            "",
+        )
 
     report.add(
         "## LFW 10-fold accuracy, each stack through its own detector and alignment",
