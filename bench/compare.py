@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +36,7 @@ import macs
 import numpy as np
 
 from device.detector import default_model_dir
+from device.errors import PeepholeError
 from device.gallery import EmbeddingRows
 from device.landmarks import MESH_FILE
 from device.matching import GalleryIndex
@@ -228,6 +230,13 @@ def time_identification(people: int, repeats: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    try:
+        run_all()
+    except (RuntimeError, subprocess.CalledProcessError, PeepholeError) as error:
+        sys.exit(f"compare: error: {error}")
+
+
+def run_all() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
