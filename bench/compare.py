@@ -342,7 +342,7 @@ def headline_line(
 ) -> str:
     if not with_facerec:
         return (
-            "per-frame speedup vs face_recognition: n/a (face_recognition not installed; "
+            "per-frame speedup vs face_recognition: n/a (face_recognition not run; "
             f"LFW {100 * lfw[headline.name].accuracy:.2f}% vs n/a)"
         )
     ratio = speedup(results, headline, threads)
@@ -402,7 +402,7 @@ def write_report(
     )
     if not with_facerec:
         report.add(
-            "> face_recognition is not installed (the `bench` extra): its columns are missing.",
+            "> face_recognition was not run (`--no-facerec`, or the `bench` extra is not installed): its columns are missing.",
             "",
         )
 

@@ -21,7 +21,7 @@ HEADLINE_MEASURED = re.compile(
     r"^per-frame speedup vs face_recognition: \d+\.\dx \(LFW \d+\.\d\d% vs \d+\.\d\d%\)$"
 )
 HEADLINE_WITHOUT_FACEREC = re.compile(
-    r"^per-frame speedup vs face_recognition: n/a \(face_recognition not installed; "
+    r"^per-frame speedup vs face_recognition: n/a \(face_recognition not run; "
     r"LFW \d+\.\d\d% vs n/a\)$"
 )
 SECTIONS = [
