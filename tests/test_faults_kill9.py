@@ -73,7 +73,7 @@ def test_kill_9_of_run_while_publishing_loses_no_event(
     for _ in range(KILLS):
         process = start_run(config, reference_f32, "--source", clip)
         reader = LineReader(process)
-        kill_after(process, rng.uniform(1.0, 4.0))
+        kill_after(process, rng.uniform(1.0, 3.5))
         reader.join()
         ids = [str(event["event_id"]) for event in reader.events]
         killed_with_events += bool(ids)
