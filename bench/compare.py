@@ -1,6 +1,6 @@
 """peephole side by side with face_recognition: one command, one markdown report.
 
-    python bench/compare.py [--quick] [--out docs/benchmarks-compare.md] [--no-facerec]
+    python bench/compare.py [--quick] [--out docs/benchmarks.md] [--no-facerec]
 
 Every stack is timed in its own process on the same frames (written once to
 an .npz), one stack after the other within one run, so the ratios hold on a
@@ -242,7 +242,7 @@ def run_all() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a few frames and pairs (CI smoke)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks-compare.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs/benchmarks.md")
     parser.add_argument(
         "--cache-dir", type=Path, default=ROOT / "runs/bench", help="LFW embedding caches"
     )
@@ -319,13 +319,36 @@ def run_all() -> None:
         (detector_file, detector_macs, mesh_file, mesh_macs),
         (load_before, load_after, elapsed),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(report.lines) + "\n", encoding="utf-8")
+    save_report(args.out, report.lines)
     log(f"report written to {args.out} ({elapsed / 60:.1f} min)")
     print(headline_line(results, lfw, headline, with_facerec, settings.threads[0]))
 
 
 FRAME_SETS = ("clip", "lfw")
+REPORT_BEGIN = "<!-- bench/compare.py: begin (regenerated; do not edit by hand) -->"
+REPORT_END = "<!-- bench/compare.py: end -->"
+
+
+def save_report(path: Path, lines: list[str]) -> None:
+    """Write the report, or replace its block inside a longer page such as docs/benchmarks.md.
+
+    Inside a page the report's headings move one level down and it sits between
+    two markers, so the hand-written sections around it survive a rerun.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return
+    page = path.read_text(encoding="utf-8")
+    demoted = ["#" + line if line.startswith("#") else line for line in lines]
+    block = "\n".join([REPORT_BEGIN, *demoted, REPORT_END])
+    if REPORT_BEGIN in page and REPORT_END in page:
+        before, rest = page.split(REPORT_BEGIN, 1)
+        after = rest.split(REPORT_END, 1)[1]
+        page = before + block + after
+    else:
+        page = page.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(page, encoding="utf-8")
 
 
 def speedup(results: dict[tuple[str, int], WorkerResult], stack: Stack, threads: int) -> float:

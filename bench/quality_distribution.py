@@ -75,7 +75,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     threshold = config.quality.min_sharpness
     for level, values in sharpness.items():
-        name = "LFW sharp" if level == 0 else f"LFW blurred, sigma {level:.2f} x eye distance"
+        name = "LFW sharp" if level == 0 else f"LFW blurred, sigma {level:.3f} x eye distance"
         below = 100 * np.mean(np.array(values) < threshold)
         print(f"| {name} | {percentiles(values)} | {below:.1f}% |")
     below = 100 * np.mean(np.array(celebrity_sharpness) < threshold)
