@@ -12,9 +12,10 @@ import click
 
 from device.cli import AppContext
 from device.config import Config
+from device.discovery import Topics
 from device.gallery import Gallery
 from device.matching import Matcher, resolve_threshold
-from device.mqtt import MqttLink, MqttSettings, parse_broker
+from device.mqtt import MqttLink, parse_broker
 from device.outbox import Outbox
 from device.publisher import EventPublisher
 from device.runtime import CameraLoop, LoopOptions, tracker_options
@@ -92,7 +93,8 @@ def run(
     """Watch the door: recognise visitors and publish events (stdout and MQTT)."""
     config = app.config
     apply_overrides(config, source, broker, device_id, realtime, outbox)
-    settings = MqttSettings.from_config(config.mqtt)
+    settings = config.mqtt
+    settings.validate()  # again: --mqtt and --device-id may have changed it
     stop = threading.Event()
     install_stop_handlers(stop)
 
@@ -117,7 +119,7 @@ def run(
         )
         cleanup.callback(frames.close)
         link = MqttLink(settings) if settings.host else None
-        publisher = EventPublisher(store, settings.topics, link)
+        publisher = EventPublisher(store, Topics(settings.topic_prefix, settings.device_id), link)
         notifier = SystemdNotifier()
         if not config.runtime.watchdog:
             notifier.watchdog_interval = None

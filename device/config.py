@@ -21,6 +21,9 @@ from typing import Any
 
 from device.errors import ConfigError
 
+# Characters MQTT topic names must not contain (wildcards and NUL).
+_FORBIDDEN_TOPIC_CHARACTERS = set("+#\0")
+
 
 def _default_state_dir() -> Path:
     # systemd's StateDirectory= sets $STATE_DIRECTORY; elsewhere use XDG's data home.
@@ -136,6 +139,21 @@ class MqttConfig:
     # Reconnect backoff, in seconds, doubling from min to max.
     reconnect_min_delay: int = 1
     reconnect_max_delay: int = 30
+
+    def validate(self) -> None:
+        for name, value in (
+            ("device_id", self.device_id),
+            ("topic_prefix", self.topic_prefix),
+            ("discovery_prefix", self.discovery_prefix),
+        ):
+            if not value or _FORBIDDEN_TOPIC_CHARACTERS & set(value):
+                raise ConfigError(f"[mqtt] {name} must be non-empty without '+', '#' or NUL")
+        if "/" in self.device_id:
+            raise ConfigError("[mqtt] device_id must not contain '/'")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"[mqtt] port must be 1-65535, not {self.port}")
+        if self.cert_file and not self.key_file:
+            raise ConfigError("[mqtt] cert_file needs key_file")
 
 
 @dataclass

@@ -20,7 +20,6 @@ import queue
 import ssl
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -29,72 +28,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device.config import MqttConfig
 from device.discovery import OFFLINE, ONLINE, Topics, discovery_messages
 from device.errors import ConfigError
-
-_FORBIDDEN_TOPIC_CHARACTERS = set("+#\0")
-
-
-@dataclass(frozen=True)
-class MqttSettings:
-    host: str
-    port: int = 1883
-    device_id: str = "peephole"
-    topic_prefix: str = "peephole"
-    username: str = ""
-    password: str = ""
-    keepalive: int = 30
-    tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
-    tls_insecure: bool = False
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-    snapshots: bool = False
-    reconnect_min_delay: int = 1
-    reconnect_max_delay: int = 30
-
-    @classmethod
-    def from_config(cls, config: MqttConfig) -> MqttSettings:
-        settings = cls(
-            host=config.host,
-            port=config.port,
-            device_id=config.device_id,
-            topic_prefix=config.topic_prefix,
-            username=config.username,
-            password=config.password,
-            keepalive=config.keepalive,
-            tls=config.tls,
-            ca_file=config.ca_file,
-            cert_file=config.cert_file,
-            key_file=config.key_file,
-            tls_insecure=config.tls_insecure,
-            discovery=config.discovery,
-            discovery_prefix=config.discovery_prefix,
-            snapshots=config.snapshots,
-            reconnect_min_delay=config.reconnect_min_delay,
-            reconnect_max_delay=config.reconnect_max_delay,
-        )
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        for name, value in (
-            ("device_id", self.device_id),
-            ("topic_prefix", self.topic_prefix),
-            ("discovery_prefix", self.discovery_prefix),
-        ):
-            if not value or _FORBIDDEN_TOPIC_CHARACTERS & set(value):
-                raise ConfigError(f"[mqtt] {name} must be non-empty without '+', '#' or NUL")
-        if "/" in self.device_id:
-            raise ConfigError("[mqtt] device_id must not contain '/'")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"[mqtt] port must be 1-65535, not {self.port}")
-        if self.cert_file and not self.key_file:
-            raise ConfigError("[mqtt] cert_file needs key_file")
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.topic_prefix, self.device_id)
 
 
 def parse_broker(value: str) -> tuple[str, int | None]:
@@ -119,9 +52,9 @@ def parse_broker(value: str) -> tuple[str, int | None]:
 class MqttLink:
     """A background connection to the broker with availability, discovery and acked events."""
 
-    def __init__(self, settings: MqttSettings, log: Any = None) -> None:
+    def __init__(self, settings: MqttConfig, log: Any = None) -> None:
         self.settings = settings
-        self.topics = settings.topics
+        self.topics = Topics(settings.topic_prefix, settings.device_id)
         self._log = log or _log_to_stderr
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._connected = False

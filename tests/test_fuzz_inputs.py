@@ -23,12 +23,12 @@ from hypothesis import strategies as st
 
 from device.cli import AppContext, PeepholeGroup
 from device.cli_gallery import enroll
-from device.config import Config, load_config, parse_config
+from device.config import Config, MqttConfig, load_config, parse_config
 from device.discovery import Topics, discovery_messages, node_id
 from device.errors import ConfigError, GalleryError
 from device.events import VisitorEvent
 from device.gallery import Gallery, name_key, normalise_name
-from device.mqtt import MqttLink, MqttSettings
+from device.mqtt import MqttLink
 from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until
@@ -111,7 +111,7 @@ def test_config_tables_parse_or_are_refused_in_one_line(raw: dict[str, Any]) -> 
             if isinstance(value, float):
                 assert math.isfinite(value)
     try:
-        MqttSettings.from_config(config.mqtt)
+        config.mqtt.validate()
     except ConfigError as error:
         assert one_line(str(error))
 
@@ -215,7 +215,7 @@ class DiscoveryCounter:
 
 @pytest.fixture
 def listening_device(broker: Broker) -> Any:  # noqa: F811
-    link = MqttLink(MqttSettings(host=broker.host, port=broker.port, device_id="door"))
+    link = MqttLink(MqttConfig(host=broker.host, port=broker.port, device_id="door"))
     log: list[str] = []
     link._log = log.append
     link.start()

@@ -10,12 +10,12 @@ import pytest
 from device.config import MqttConfig
 from device.discovery import Topics, discovery_messages, node_id
 from device.errors import ConfigError
-from device.mqtt import MqttLink, MqttSettings, parse_broker
+from device.mqtt import MqttLink, parse_broker
 from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
 from tests.runtime_helpers import wait_until
 
 
-def settings_for(broker: Broker, **overrides: object) -> MqttSettings:  # noqa: F811
+def settings_for(broker: Broker, **overrides: object) -> MqttConfig:  # noqa: F811
     values: dict[str, object] = {
         "host": broker.host,
         "port": broker.port,
@@ -23,7 +23,7 @@ def settings_for(broker: Broker, **overrides: object) -> MqttSettings:  # noqa: 
         "reconnect_max_delay": 1,
     }
     values.update(overrides)
-    return MqttSettings(**values)  # type: ignore[arg-type]
+    return MqttConfig(**values)  # type: ignore[arg-type]
 
 
 def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> None:  # noqa: F811
@@ -117,11 +117,11 @@ def test_settings_refuse_topics_with_wildcards_and_bad_ports(field: str, value: 
     config = MqttConfig(host="localhost")
     setattr(config, field, value)
     with pytest.raises(ConfigError):
-        MqttSettings.from_config(config)
+        config.validate()
 
 
 def test_tls_with_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
-    settings = MqttSettings(host="localhost", tls=True, ca_file=str(tmp_path / "missing-ca.pem"))
+    settings = MqttConfig(host="localhost", tls=True, ca_file=str(tmp_path / "missing-ca.pem"))
     with pytest.raises(ConfigError, match="TLS"):
         MqttLink(settings)
 

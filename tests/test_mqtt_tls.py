@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from device.mqtt import MqttLink, MqttSettings
+from device.config import MqttConfig
+from device.mqtt import MqttLink
 from tests.broker import Broker, BrokerSecurity, Subscriber, mosquitto_path  # noqa: F401
 from tests.runtime_helpers import wait_until
 
@@ -75,7 +76,7 @@ def tls_broker(mosquitto_path: Path, tmp_path: Path, pki: Pki) -> Iterator[Broke
 
 
 def link(broker: Broker, ca: Path, password: str, messages: list[str]) -> MqttLink:
-    settings = MqttSettings(
+    settings = MqttConfig(
         host=broker.host,
         port=broker.port,
         device_id="door",

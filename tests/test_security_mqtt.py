@@ -19,7 +19,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from device.mqtt import MqttLink, MqttSettings
+from device.config import MqttConfig
+from device.mqtt import MqttLink
 from tests.broker import Broker, BrokerSecurity, Received, Subscriber, mosquitto_path  # noqa: F401
 from tests.conftest import require_shared
 from tests.runtime_helpers import enroll_people, run_to_end, wait_until, write_config
@@ -246,7 +247,7 @@ def test_an_unverifiable_broker_is_accepted_only_when_the_config_says_so(
     outcomes = {}
     for insecure in (False, True):
         log: list[str] = []
-        settings = MqttSettings(
+        settings = MqttConfig(
             host=secure_broker.host,
             port=secure_broker.port,
             device_id=f"insecure-{insecure}".lower(),
