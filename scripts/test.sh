@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh Debian machine: installs Mosquitto (tests
-# start their own broker on 127.0.0.1), the virtual environment with the trainer
+# start their own broker on 127.0.0.1), shellcheck and systemd-analyze (checks of
+# the firmware scripts and the unit), the virtual environment with the trainer
 # extra, then lint, type checks and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v mosquitto >/dev/null 2>&1 && [[ ! -x /usr/sbin/mosquitto ]]; then
+missing_packages=()
+[[ -x /usr/sbin/mosquitto ]] || command -v mosquitto >/dev/null 2>&1 || missing_packages+=(mosquitto)
+command -v shellcheck >/dev/null 2>&1 || missing_packages+=(shellcheck)
+command -v systemd-analyze >/dev/null 2>&1 || missing_packages+=(systemd)
+if (( ${#missing_packages[@]} )); then
     sudo_cmd=""; [[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
-    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+    $sudo_cmd env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_packages[@]}" >/dev/null
 fi
 scripts/setup-venv.sh trainer
+# shellcheck source=/dev/null
 . .venv/bin/activate
 ruff check device trainer tests bench
 ruff format --check device trainer tests bench

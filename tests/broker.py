@@ -25,6 +25,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from tests.conftest import missing
+
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 
 
@@ -209,7 +211,7 @@ class Subscriber:
 def mosquitto_path() -> Path:
     executable = MOSQUITTO if MOSQUITTO.exists() else shutil.which("mosquitto")
     if not executable:
-        pytest.skip("mosquitto is not installed (apt install mosquitto)")
+        missing("mosquitto is not installed (apt install mosquitto)")
     return Path(executable)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -15,14 +16,18 @@ def shared_root() -> Path:
     return Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
 
 
+def missing(message: str) -> NoReturn:
+    """Something a test needs is absent: a failure on CI (which installs everything), a skip elsewhere."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_shared(relative: str) -> Path:
     """A path under the shared data; missing data fails on CI and skips elsewhere."""
     path = shared_root() / relative
     if not path.exists():
-        message = f"shared data missing: {path}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"shared data missing: {path}")
     return path
 
 

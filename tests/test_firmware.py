@@ -9,10 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from device.config import load_config
-from tests.conftest import ROOT, require_shared
+from tests.conftest import ROOT, missing, require_shared
 
 SCRIPTS = ROOT / "firmware_scripts"
 MODELS = "models/reference"
@@ -29,8 +27,9 @@ def tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-@pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
 def test_scripts_are_shellcheck_clean() -> None:
+    if not shutil.which("shellcheck"):
+        missing("shellcheck is not installed (apt install shellcheck)")
     scripts = sorted(str(p.relative_to(ROOT)) for p in SCRIPTS.glob("*.sh"))
     assert len(scripts) == 4
     result = subprocess.run(

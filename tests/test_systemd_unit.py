@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, missing
 
 UNIT = ROOT / "systemd" / "peephole.service"
 
@@ -96,7 +96,7 @@ def analyze_security(unit: Path) -> subprocess.CompletedProcess[str]:
 
 def test_systemd_analyze_security_rates_the_unit_ok(tmp_path: Path) -> None:
     if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed (apt install systemd)")
+        missing("systemd-analyze is not installed (apt install systemd)")
     copy = tmp_path / "peephole.service"
     shutil.copyfile(UNIT, copy)
     result = analyze_security(copy)
@@ -120,7 +120,7 @@ def test_systemd_analyze_security_rates_the_unit_ok(tmp_path: Path) -> None:
 def test_systemd_analyze_notices_a_weakened_unit(tmp_path: Path) -> None:
     """The check above can fail: drop the hardening and the rating and flags change."""
     if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed (apt install systemd)")
+        missing("systemd-analyze is not installed (apt install systemd)")
     weak = tmp_path / "peephole.service"
     lines = UNIT.read_text().splitlines()
     weak.write_text(

@@ -15,11 +15,14 @@ from device.config import Config
 from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
 from device.pipeline import FacePipeline
-from tests.conftest import require_shared
+from tests.conftest import missing, require_shared
 from trainer.prepare import PrepareOptions, prepare
 from trainer.train import PRESETS, TrainOptions, learning_rate_at, options_from_cli
 
-tf = pytest.importorskip("tensorflow")
+try:
+    import tensorflow as tf
+except ImportError:
+    missing("the trainer extra (TensorFlow) is not installed: scripts/setup-venv.sh trainer")
 
 pytestmark = pytest.mark.trainer
 
