@@ -12,6 +12,7 @@ Usage: python bench/openset_celebrity112.py [--model F --manifest F] [--stranger
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from device.openset import ProbeScores, evaluate, threshold_for_far
 from device.pipeline import FacePipeline
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
 ENROLLED, ENROLL_IMAGES = 12, 5
 
 
