@@ -14,7 +14,7 @@ import pytest
 from device.config import Config
 from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
-from device.pipeline import FacePipeline
+from device.pipeline import FacePipeline, default_model_path
 from tests.conftest import missing, require_shared
 from trainer.prepare import PrepareOptions, prepare
 from trainer.train import PRESETS, TrainOptions, learning_rate_at, options_from_cli
@@ -182,3 +182,61 @@ def test_model_is_mobilefacenet_sized() -> None:
         model = build_mobilefacenet(activation)
         assert model.output_shape == (None, 128)
         assert 0.9e6 < model.count_params() < 1.2e6
+
+
+def test_warm_start_from_the_shipped_tflite_reproduces_its_embeddings(handful: Path) -> None:
+    """``trainer train --init X.tflite``: the dequantised, batch-norm-unfolded network embeds
+    held-out faces like the int8 file it came from."""
+    from trainer.constants import MEAN, STD
+    from trainer.data import load_prepared
+    from trainer.model import build_mobilefacenet
+    from trainer.warmstart import load_tflite_weights
+
+    shipped = FaceEmbedder.from_files(default_model_path())
+    crops = load_prepared(handful, progress=False).images
+    calibration, held_out = crops[::2], crops[1::2]
+    model = build_mobilefacenet("relu6")
+    load_tflite_weights(model, default_model_path(), calibration)
+    keras_embeddings = model.predict((held_out.astype(np.float32) - MEAN) / STD, verbose=0)
+    keras_embeddings /= np.linalg.norm(keras_embeddings, axis=1, keepdims=True)
+    cosines = (keras_embeddings * shipped.embed_many(held_out)).sum(axis=1)
+    assert cosines.mean() > 0.995 and cosines.min() > 0.98, (cosines.mean(), cosines.min())
+
+
+def test_warm_start_refuses_a_foreign_tflite(handful: Path) -> None:
+    from trainer.data import load_prepared
+    from trainer.model import build_mobilefacenet
+    from trainer.warmstart import load_tflite_weights
+
+    reference = require_shared("models/reference/mobilefacenet_insightface_f32.tflite")
+    crops = load_prepared(handful, progress=False).images[:8]
+    with pytest.raises(PeepholeError, match=r"not a MobileFaceNet export|wants a"):
+        load_tflite_weights(build_mobilefacenet("relu6"), reference, crops)
+
+
+def test_evaluate_accepts_a_keras_checkpoint(trained: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    celebrity = require_shared("data/celebrity112")
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        main,
+        ["evaluate", "--model", str(trained), "--celebrity", str(celebrity),
+         "--json", str(report)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "celebrity112 open-set" in result.output
+    identification = json.loads(report.read_text())["identification"]
+    assert identification["enrolled_probes"] + identification["stranger_probes"] > 1800
+    weights = trained.parent / "last.weights.h5"
+    result = CliRunner().invoke(
+        main, ["evaluate", "--model", str(weights), "--activation", "prelu", "--celebrity",
+               str(celebrity)],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines() == [
+        f"trainer: error: {weights}: these weights do not fit a MobileFaceNet with prelu "
+        "(wrong --activation?)"
+    ]

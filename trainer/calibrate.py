@@ -66,21 +66,21 @@ def calibrate(
     celebrity: Path | None,
     folds: int | None = None,
     threads: int = 2,
+    lfw_cache: Path | None = None,
 ) -> tuple[ModelManifest, dict[str, object]]:
     from trainer.evaluate import (
-        align_lfw,
-        default_pipeline,
+        aligned_lfw,
+        celebrity_openset,
         evaluate_lfw,
         select_folds,
         tflite_embed_fn,
     )
-    from trainer.export import celebrity_openset
     from trainer.lfw import read_pairs
 
     draft, model = draft_manifest(model_path, name, mean, std, color_order)
     embedder = FaceEmbedder(model, draft, draft.sha256)
     pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
-    aligned = align_lfw(pairs, default_pipeline(threads), show_progress=True)
+    aligned = aligned_lfw(pairs, threads, lfw_cache)
     report, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(embedder))
     verification = report.verification
     facts: dict[str, object] = {
@@ -97,7 +97,7 @@ def calibrate(
     }
     identification: dict[str, object] = {}
     if celebrity is not None:
-        identification = celebrity_openset(embedder, celebrity)
+        identification = celebrity_openset(embedder.embed_many, celebrity)
         facts["identification"] = identification
         if identification.get("threshold") is not None:
             provenance["identification_threshold"] = (
@@ -142,6 +142,11 @@ def register(group: click.Group) -> None:
     @click.option("--pairs", "pairs_file", required=True, type=click.Path(path_type=Path))
     @click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N LFW folds.")
     @click.option(
+        "--lfw-cache",
+        type=click.Path(path_type=Path),
+        help="Keep the aligned LFW crops in this .npz and reuse them next time.",
+    )
+    @click.option(
         "--celebrity",
         type=click.Path(path_type=Path),
         help="celebrity112 folder for the identification threshold.",
@@ -150,7 +155,7 @@ def register(group: click.Group) -> None:
     def calibrate_command(
         model_path: Path, output: Path | None, name: str | None, mean: float, std: float,
         color_order: str, lfw_dir: Path, pairs_file: Path, folds: int | None,
-        celebrity: Path | None, threads: int,
+        lfw_cache: Path | None, celebrity: Path | None, threads: int,
     ) -> None:  # fmt: skip
         """Write a manifest (thresholds included) for a third-party TFLite embedder."""
         if not lfw_dir.is_dir():
@@ -162,7 +167,7 @@ def register(group: click.Group) -> None:
         target = output or model_path.with_suffix(".json")
         manifest, facts = calibrate(
             model_path, target, name or model_path.stem, mean, std, color_order,
-            lfw_dir, pairs_file, celebrity, folds, threads,
+            lfw_dir, pairs_file, celebrity, folds, threads, lfw_cache,
         )  # fmt: skip
         click.echo(f"LFW accuracy: {100 * float(facts['lfw_accuracy']):.2f}%")  # type: ignore[arg-type]
         click.echo(f"verification threshold: {manifest.verification_threshold}")

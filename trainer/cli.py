@@ -7,7 +7,9 @@ Modules that need TensorFlow are imported only when their command runs, so
 from __future__ import annotations
 
 import importlib
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -62,14 +64,31 @@ def main() -> None:
 
 @main.command()
 @click.option(
-    "--model", "model_path", required=True, type=click.Path(path_type=Path), help=".tflite model"
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A .tflite model (with its manifest), or a Keras checkpoint: .keras or .weights.h5.",
 )
 @click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), help="its manifest")
 @click.option(
-    "--lfw", "lfw_dir", required=True, type=click.Path(path_type=Path), help="LFW images folder"
+    "--activation",
+    type=click.Choice(["relu6", "prelu"]),
+    default="relu6",
+    show_default=True,
+    help="The network a .weights.h5 checkpoint belongs to.",
+)
+@click.option("--lfw", "lfw_dir", type=click.Path(path_type=Path), help="LFW images folder")
+@click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="LFW pairs.txt")
+@click.option(
+    "--lfw-cache",
+    type=click.Path(path_type=Path),
+    help="Keep the aligned LFW crops in this .npz and reuse them next time.",
 )
 @click.option(
-    "--pairs", "pairs_file", required=True, type=click.Path(path_type=Path), help="pairs.txt"
+    "--celebrity",
+    type=click.Path(path_type=Path),
+    help="Also report open-set identification on this folder per identity (celebrity112).",
 )
 @click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N folds (quicker).")
 @click.option(
@@ -89,47 +108,75 @@ def main() -> None:
 def evaluate(
     model_path: Path,
     manifest_path: Path | None,
-    lfw_dir: Path,
-    pairs_file: Path,
+    activation: str,
+    lfw_dir: Path | None,
+    pairs_file: Path | None,
+    lfw_cache: Path | None,
+    celebrity: Path | None,
     folds: int | None,
     roc_png: Path | None,
     json_out: Path | None,
     threads: int,
     landmarks: str,
 ) -> None:
-    """LFW 10-fold verification through the device's detect-align-embed code."""
+    """LFW 10-fold verification through the device's detect-align-embed code, and open-set
+    identification on celebrity112."""
     from trainer.evaluate import (
-        align_lfw,
-        default_pipeline,
+        aligned_lfw,
+        celebrity_openset,
         evaluate_lfw,
-        report_json,
+        openset_summary,
         select_folds,
-        tflite_embed_fn,
         write_roc_png,
     )
     from trainer.lfw import read_pairs
 
-    if not lfw_dir.is_dir():
+    if (lfw_dir is None) != (pairs_file is None):
+        raise PeepholeError("--lfw and --pairs go together")
+    if lfw_dir is None and celebrity is None:
+        raise PeepholeError("nothing to evaluate: give --lfw and --pairs, or --celebrity")
+    if lfw_dir is not None and not lfw_dir.is_dir():
         raise PeepholeError(f"LFW folder not found: {lfw_dir}")
-    if not pairs_file.is_file():
+    if pairs_file is not None and not pairs_file.is_file():
         raise PeepholeError(f"pairs file not found: {pairs_file}")
-    embed = tflite_embed_fn(FaceEmbedder.from_files(model_path, manifest_path, num_threads=threads))
-    pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
-    aligned = align_lfw(
-        pairs, default_pipeline(threads, landmarks), show_progress=sys.stderr.isatty()
-    )
-    report, similarities = evaluate_lfw(pairs, aligned, embed)
-    v = report.verification
-    click.echo(
-        f"pairs: {report.pairs}  images: {report.images}  detector misses: {report.detector_misses}"
-    )
-    click.echo(f"quality gate would reject: {report.gate_rejects} of {report.images} images")
-    click.echo("fold accuracies: " + " ".join(f"{100 * a:.2f}" for a in v.fold_accuracies))
-    click.echo(f"TAR at FAR={v.far_target:g}: {100 * v.tar_at_far:.2f}%")
-    if roc_png:
-        same = np.array([p.same for p in pairs])
-        write_roc_png(roc_png, similarities, same, f"{model_path.name}: {report.summary_line()}")
-        click.echo(f"ROC plot: {roc_png}")
+    if celebrity is not None and not celebrity.is_dir():
+        raise PeepholeError(f"celebrity folder not found: {celebrity}")
+    embed = _embed_fn(model_path, manifest_path, activation, threads)
+    full: dict[str, Any] = {"model": str(model_path)}
+    if lfw_dir is not None and pairs_file is not None:
+        pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
+        aligned = aligned_lfw(pairs, threads, lfw_cache, landmarks)
+        report, similarities = evaluate_lfw(pairs, aligned, embed)
+        v = report.verification
+        click.echo(
+            f"pairs: {report.pairs}  images: {report.images}  "
+            f"detector misses: {report.detector_misses}"
+        )
+        click.echo(f"quality gate would reject: {report.gate_rejects} of {report.images} images")
+        click.echo("fold accuracies: " + " ".join(f"{100 * a:.2f}" for a in v.fold_accuracies))
+        click.echo(f"TAR at FAR={v.far_target:g}: {100 * v.tar_at_far:.2f}%")
+        if roc_png:
+            same = np.array([p.same for p in pairs])
+            write_roc_png(
+                roc_png, similarities, same, f"{model_path.name}: {report.summary_line()}"
+            )
+            click.echo(f"ROC plot: {roc_png}")
+        full["lfw"] = asdict(report)
+        click.echo(report.summary_line())
+    if celebrity is not None:
+        identification = celebrity_openset(embed, celebrity)
+        full["identification"] = identification
+        click.echo(openset_summary(identification))
     if json_out:
-        json_out.write_text(report_json(report), encoding="utf-8")
-    click.echo(report.summary_line())
+        json_out.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+
+
+def _embed_fn(model_path: Path, manifest_path: Path | None, activation: str, threads: int) -> Any:
+    """Embedding function for a device model (.tflite) or a Keras checkpoint (needs TensorFlow)."""
+    if model_path.suffix == ".tflite":
+        return FaceEmbedder.from_files(model_path, manifest_path, num_threads=threads).embed_many
+    if model_path.suffix == ".keras" or model_path.name.endswith(".weights.h5"):
+        from trainer.export import keras_embed_fn, load_keras_model
+
+        return keras_embed_fn(load_keras_model(model_path, activation))
+    raise PeepholeError(f"{model_path}: expected a .tflite model, a .keras model or a .weights.h5")

@@ -7,19 +7,25 @@ plugs in its own ``embed`` function.)
 
 from __future__ import annotations
 
-import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from device.config import Config
 from device.embedder import FaceEmbedder
+from device.errors import PeepholeError
 from device.pipeline import FacePipeline
 from trainer.lfw import AlignedSet, EmbedFn, LfwPair, align_images, pair_similarities
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
+
+# Open-set identification on celebrity112, as the manifests' identification threshold is
+# calibrated: at most 1% of strangers named, with the device's default match margin.
+FAR_TARGET = 0.01
+MATCH_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,125 @@ def write_roc_png(path: Path, similarities: np.ndarray, same: np.ndarray, title:
     cv2.imwrite(str(path), canvas)
 
 
+def celebrity_openset(
+    embed: EmbedFn,
+    folder: Path,
+    enrolled_identities: int = 12,
+    enrolled_images: int = 5,
+    far_target: float = FAR_TARGET,
+    margin: float = MATCH_MARGIN,
+) -> dict[str, Any]:
+    """Open-set identification on celebrity112, as the reference manifests were calibrated.
+
+    Gallery: the first ``enrolled_identities`` identities (sorted) with their first
+    ``enrolled_images`` crops, matched by the normalised mean. Probes: their other
+    crops (must be named correctly) and every crop of the remaining identities
+    (strangers: at most ``far_target`` of them may be named).
+    """
+    from device.openset import ProbeScores, evaluate, threshold_for_far
+
+    people = sorted(p for p in folder.iterdir() if p.is_dir())
+    if len(people) <= enrolled_identities:
+        raise PeepholeError(f"{folder}: need more than {enrolled_identities} identities")
+
+    def embed_folder(person: Path) -> np.ndarray:
+        images = sorted(person.glob("*.png")) + sorted(person.glob("*.jpg"))
+        crops = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
+        return embed(np.stack([c for c in crops if c.shape == (112, 112, 3)]))
+
+    gallery_names, means, probes, truth = [], [], [], []
+    for index, person in enumerate(people):
+        vectors = embed_folder(person)
+        if index < enrolled_identities:
+            mean = vectors[:enrolled_images].mean(axis=0)
+            means.append(mean / np.linalg.norm(mean))
+            gallery_names.append(person.name)
+            probes.append(vectors[enrolled_images:])
+            truth += [person.name] * (len(vectors) - enrolled_images)
+        else:
+            probes.append(vectors)
+            truth += [None] * len(vectors)
+    similarities = np.concatenate(probes) @ np.stack(means).T
+    order = np.argsort(-similarities, axis=1)
+    rows = np.arange(len(similarities))
+    best = similarities[rows, order[:, 0]]
+    gap = best - similarities[rows, order[:, 1]]
+    scores = ProbeScores(
+        similarity=best.astype(np.float32),
+        margin=gap.astype(np.float32),
+        candidate=[gallery_names[int(i)] for i in order[:, 0]],
+        truth=truth,
+    )
+    strangers = np.array([t is None for t in truth])
+    threshold = threshold_for_far(best[strangers], gap[strangers], far_target, margin)
+    result: dict[str, Any] = {
+        "threshold": threshold,
+        "far_target": far_target,
+        "margin": margin,
+        "enrolled": f"first {enrolled_identities} identities x first {enrolled_images} crops",
+        "enrolled_probes": int((~strangers).sum()),
+        "stranger_probes": int(strangers.sum()),
+    }
+    if threshold is not None:
+        report = evaluate(scores, threshold, margin)
+        result.update(
+            {
+                "enrolled_named_correctly": report.enrolled_named_correctly,
+                "enrolled_named_wrongly": report.enrolled_named_wrongly,
+                "strangers_named": report.strangers_named,
+            }
+        )
+    return result
+
+
+def aligned_lfw(
+    pairs: list[LfwPair], threads: int, cache: Path | None, landmarks: str = "mesh"
+) -> AlignedSet:
+    """LFW aligned through the device pipeline, kept in ``cache`` (.npz) for the next run.
+
+    The cache is used only when it holds every image of ``pairs`` aligned the same way.
+    """
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as data:
+            paths = [Path(p) for p in data["paths"]]
+            crops = dict(zip(paths, data["crops"], strict=True))
+            fallbacks = [Path(p) for p in data["fallbacks"]]
+            gate_rejects = int(data["gate_rejects"])
+            cached_landmarks = str(data["landmarks"]) if "landmarks" in data else "mesh"
+        if cached_landmarks == landmarks and all(
+            p.first in crops and p.second in crops for p in pairs
+        ):
+            return AlignedSet(crops, fallbacks, gate_rejects)
+    aligned = align_lfw(
+        pairs, default_pipeline(threads, landmarks), show_progress=sys.stderr.isatty()
+    )
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        paths = sorted(aligned.crops)
+        np.savez(
+            cache,
+            paths=np.array([str(p) for p in paths]),
+            crops=np.stack([aligned.crops[p] for p in paths]),
+            fallbacks=np.array([str(p) for p in aligned.fallbacks]),
+            gate_rejects=aligned.gate_rejects,
+            landmarks=landmarks,
+        )
+    return aligned
+
+
+def openset_summary(identification: dict[str, Any]) -> str:
+    """One line for an open-set report from ``celebrity_openset``."""
+    if identification.get("threshold") is None:
+        return "celebrity112 open-set: no threshold keeps strangers named under the target"
+    return (
+        f"celebrity112 open-set at threshold {identification['threshold']:.3f} "
+        f"(<= {100 * identification['far_target']:g}% strangers named): "
+        f"enrolled named correctly {100 * identification['enrolled_named_correctly']:.1f}%, "
+        f"wrongly {100 * identification['enrolled_named_wrongly']:.1f}%, "
+        f"strangers named {100 * identification['strangers_named']:.1f}%"
+    )
+
+
 def tflite_embed_fn(embedder: FaceEmbedder) -> EmbedFn:
     return embedder.embed_many
 
@@ -115,10 +240,6 @@ def default_pipeline(num_threads: int = 2, landmarks: str = "mesh") -> FacePipel
     config.detector.num_threads = num_threads
     config.detector.landmarks = landmarks
     return FacePipeline.from_config(config)
-
-
-def report_json(report: LfwReport) -> str:
-    return json.dumps(asdict(report), indent=2)
 
 
 class _Progress:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,7 @@ from device.errors import PeepholeError
 from device.manifest import ModelManifest, file_sha256
 from device.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD
-from trainer.lfw import AlignedSet, LfwPair
 from trainer.prepare import read_kept
-
-FAR_TARGET = 0.01
-MATCH_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -96,11 +93,30 @@ def load_keras_model(path: Path, activation: str = "relu6") -> Any:
         raise PeepholeError(f"model not found: {path}")
     if path.name.endswith(".weights.h5"):
         model = build_mobilefacenet(activation)
-        model.load_weights(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns per layer before it raises
+            try:
+                model.load_weights(path)
+            except ValueError:
+                raise PeepholeError(
+                    f"{path}: these weights do not fit a MobileFaceNet with {activation} "
+                    "(wrong --activation?)"
+                ) from None
         return model
     if path.suffix != ".keras":
         raise PeepholeError(f"{path}: expected a .keras model or a .weights.h5 checkpoint")
     return keras.models.load_model(path, compile=False)
+
+
+def keras_embed_fn(model: Any) -> Any:
+    """Embed aligned RGB uint8 crops with a Keras MobileFaceNet, normalised like the device."""
+
+    def embed(crops: np.ndarray) -> np.ndarray:
+        inputs = (crops.astype(np.float32) - MEAN) / STD
+        vectors = np.asarray(model.predict(inputs, batch_size=64, verbose=0), dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    return embed
 
 
 def sample_crops(folder: Path, count: int, seed: int) -> np.ndarray:
@@ -192,105 +208,14 @@ def profile_graph(path: Path, runs: int = 100) -> GraphProfile:
     return GraphProfile(partitions, 1000 * float(np.median(timings[10:])))
 
 
-def celebrity_openset(
-    embedder: FaceEmbedder,
-    folder: Path,
-    enrolled_identities: int = 12,
-    enrolled_images: int = 5,
-    far_target: float = FAR_TARGET,
-    margin: float = MATCH_MARGIN,
-) -> dict[str, Any]:
-    """Open-set identification on celebrity112, as the reference manifests were calibrated.
-
-    Gallery: the first ``enrolled_identities`` identities (sorted) with their first
-    ``enrolled_images`` crops, matched by the normalised mean. Probes: their other
-    crops (must be named correctly) and every crop of the remaining identities
-    (strangers: at most ``far_target`` of them may be named).
-    """
-    from device.openset import ProbeScores, evaluate, threshold_for_far
-
-    people = sorted(p for p in folder.iterdir() if p.is_dir())
-    if len(people) <= enrolled_identities:
-        raise PeepholeError(f"{folder}: need more than {enrolled_identities} identities")
-
-    def embed_folder(person: Path) -> np.ndarray:
-        images = sorted(person.glob("*.png")) + sorted(person.glob("*.jpg"))
-        crops = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
-        return embedder.embed_many(np.stack([c for c in crops if c.shape == (112, 112, 3)]))
-
-    gallery_names, means, probes, truth = [], [], [], []
-    for index, person in enumerate(people):
-        vectors = embed_folder(person)
-        if index < enrolled_identities:
-            mean = vectors[:enrolled_images].mean(axis=0)
-            means.append(mean / np.linalg.norm(mean))
-            gallery_names.append(person.name)
-            probes.append(vectors[enrolled_images:])
-            truth += [person.name] * (len(vectors) - enrolled_images)
-        else:
-            probes.append(vectors)
-            truth += [None] * len(vectors)
-    similarities = np.concatenate(probes) @ np.stack(means).T
-    order = np.argsort(-similarities, axis=1)
-    rows = np.arange(len(similarities))
-    best = similarities[rows, order[:, 0]]
-    gap = best - similarities[rows, order[:, 1]]
-    scores = ProbeScores(
-        similarity=best.astype(np.float32),
-        margin=gap.astype(np.float32),
-        candidate=[gallery_names[int(i)] for i in order[:, 0]],
-        truth=truth,
-    )
-    strangers = np.array([t is None for t in truth])
-    threshold = threshold_for_far(best[strangers], gap[strangers], far_target, margin)
-    result: dict[str, Any] = {
-        "threshold": threshold,
-        "far_target": far_target,
-        "margin": margin,
-        "enrolled": f"first {enrolled_identities} identities x first {enrolled_images} crops",
-        "enrolled_probes": int((~strangers).sum()),
-        "stranger_probes": int(strangers.sum()),
-    }
-    if threshold is not None:
-        report = evaluate(scores, threshold, margin)
-        result.update(
-            {
-                "enrolled_named_correctly": report.enrolled_named_correctly,
-                "enrolled_named_wrongly": report.enrolled_named_wrongly,
-                "strangers_named": report.strangers_named,
-            }
-        )
-    return result
-
-
-def aligned_lfw(pairs: list[LfwPair], threads: int, cache: Path | None) -> AlignedSet:
-    """LFW aligned through the device pipeline, kept in ``cache`` (.npz) for the next export."""
-    from trainer.evaluate import align_lfw, default_pipeline
-
-    if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as data:
-            paths = [Path(p) for p in data["paths"]]
-            crops = dict(zip(paths, data["crops"], strict=True))
-            fallbacks = [Path(p) for p in data["fallbacks"]]
-            gate_rejects = int(data["gate_rejects"])
-        if all(p.first in crops and p.second in crops for p in pairs):
-            return AlignedSet(crops, fallbacks, gate_rejects)
-    aligned = align_lfw(pairs, default_pipeline(threads), show_progress=True)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        paths = sorted(aligned.crops)
-        np.savez(
-            cache,
-            paths=np.array([str(p) for p in paths]),
-            crops=np.stack([aligned.crops[p] for p in paths]),
-            fallbacks=np.array([str(p) for p in aligned.fallbacks]),
-            gate_rejects=aligned.gate_rejects,
-        )
-    return aligned
-
-
 def export(options: ExportOptions) -> ExportReport:
-    from trainer.evaluate import evaluate_lfw, select_folds, tflite_embed_fn
+    from trainer.evaluate import (
+        aligned_lfw,
+        celebrity_openset,
+        evaluate_lfw,
+        select_folds,
+        tflite_embed_fn,
+    )
     from trainer.lfw import read_pairs
 
     model = load_keras_model(options.model, str(options.provenance.get("activation", "relu6")))
@@ -342,7 +267,7 @@ def export(options: ExportOptions) -> ExportReport:
                 f"{100 * report.lfw_float:.2f}% (allowed drop {100 * options.max_accuracy_drop:.1f} points)"
             )
     if options.celebrity is not None:
-        report.identification = celebrity_openset(int8, options.celebrity)
+        report.identification = celebrity_openset(int8.embed_many, options.celebrity)
     if not report.failures:
         report.manifest_path = write_manifest(options, report)
     return report

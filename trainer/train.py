@@ -135,7 +135,8 @@ def register(group: click.Group) -> None:
         "--init",
         "init_weights",
         type=click.Path(path_type=Path),
-        help="Start from these weights (e.g. a distilled student's last.weights.h5).",
+        help="Start from these weights: a run's last.weights.h5, or an exported .tflite "
+        "(e.g. the shipped model) whose weights are dequantised into the network.",
     )
     @click.option("--max-steps", type=int, help="Stop after this many steps in all.")
     @click.option("--max-minutes", type=float, help="Stop cleanly after this long.")

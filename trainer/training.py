@@ -34,6 +34,7 @@ from trainer.losses import ArcFaceHead, arcface_loss, distillation_loss, triplet
 from trainer.model import build_mobilefacenet
 from trainer.teacher import load_teacher_targets
 from trainer.train import LOSSES, TrainOptions, learning_rate_at
+from trainer.warmstart import load_tflite_weights
 
 
 def make_optimizer(options: TrainOptions) -> keras.optimizers.Optimizer:
@@ -71,7 +72,12 @@ class Trainer:
         crops = load_prepared(Path(options.data), progress=options.progress)
         self.train_set, self.holdout_set, self.targets, self.holdout_targets = self._split(crops)
         self.model = build_mobilefacenet(options.activation, weight_decay=options.weight_decay)
-        if options.init_weights:
+        if options.init_weights.endswith(".tflite"):
+            sample = np.random.default_rng(options.seed).permutation(len(self.train_set))[:512]
+            load_tflite_weights(
+                self.model, Path(options.init_weights), self.train_set.images[sample]
+            )
+        elif options.init_weights:
             self.model.load_weights(options.init_weights)
         self.head: ArcFaceHead | None = None
         if options.loss == "arcface":
