@@ -29,6 +29,7 @@ from device.tflite import interpreter_class
 from trainer.constants import MEAN, STD
 
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+_STATISTICS_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -116,15 +117,24 @@ def load_tflite_weights(model: keras.Model, path: Path, crops: np.ndarray) -> No
         bn.gamma.assign(np.full_like(conv.bias, np.sqrt(1.0 + eps)))
         bn.beta.assign(conv.bias)
     # Second pass: measure each convolution's output and centre the batch norm on it.
+    # Statistics are accumulated batch by batch: all 62 outputs of 512 crops at once
+    # would take about 20 GB.
     probe = keras.Model(model.inputs, [layer.output for layer, _ in pairs])
-    inputs = (crops.astype(np.float32) - MEAN) / STD
-    outputs = probe.predict(inputs, batch_size=64, verbose=0)
-    for (_, bn), conv, values in zip(pairs, convs, outputs, strict=True):
-        axes = tuple(range(values.ndim - 1))
-        mean = values.mean(axis=axes)
-        variance = values.var(axis=axes)
-        eps = bn.epsilon
-        bn.moving_mean.assign(mean)
-        bn.moving_variance.assign(variance)
-        bn.gamma.assign(np.sqrt(variance + eps))
-        bn.beta.assign(mean + conv.bias)
+    sums = [np.zeros(conv.bias.shape, np.float64) for conv in convs]
+    squares = [np.zeros(conv.bias.shape, np.float64) for conv in convs]
+    positions = [0] * len(convs)
+    for start in range(0, len(crops), _STATISTICS_BATCH):
+        batch = (crops[start : start + _STATISTICS_BATCH].astype(np.float32) - MEAN) / STD
+        for index, output in enumerate(probe(batch, training=False)):
+            values = np.asarray(output, dtype=np.float64)
+            channels = values.reshape(-1, values.shape[-1])
+            sums[index] += channels.sum(axis=0)
+            squares[index] += np.square(channels).sum(axis=0)
+            positions[index] += len(channels)
+    for index, ((_, bn), conv) in enumerate(zip(pairs, convs, strict=True)):
+        mean = sums[index] / positions[index]
+        variance = np.maximum(squares[index] / positions[index] - np.square(mean), 0.0)
+        bn.moving_mean.assign(mean.astype(np.float32))
+        bn.moving_variance.assign(variance.astype(np.float32))
+        bn.gamma.assign(np.sqrt(variance + bn.epsilon).astype(np.float32))
+        bn.beta.assign((mean + conv.bias).astype(np.float32))
