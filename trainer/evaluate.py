@@ -188,18 +188,18 @@ def aligned_lfw(
 ) -> AlignedSet:
     """LFW aligned through the device pipeline, kept in ``cache`` (.npz) for the next run.
 
-    The cache is used only when it holds every image of ``pairs`` aligned the same way.
+    The cache is used only when it holds exactly the images of ``pairs``, aligned the
+    same way (so its detector-miss and gate counts are theirs); otherwise it is rewritten.
     """
+    needed = {p.first for p in pairs} | {p.second for p in pairs}
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as data:
             paths = [Path(p) for p in data["paths"]]
             crops = dict(zip(paths, data["crops"], strict=True))
             fallbacks = [Path(p) for p in data["fallbacks"]]
             gate_rejects = int(data["gate_rejects"])
-            cached_landmarks = str(data["landmarks"]) if "landmarks" in data else "mesh"
-        if cached_landmarks == landmarks and all(
-            p.first in crops and p.second in crops for p in pairs
-        ):
+            cached_landmarks = str(data["landmarks"]) if "landmarks" in data.files else ""
+        if cached_landmarks == landmarks and set(crops) == needed:
             return AlignedSet(crops, fallbacks, gate_rejects)
     aligned = align_lfw(
         pairs, default_pipeline(threads, landmarks), show_progress=sys.stderr.isatty()
