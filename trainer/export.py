@@ -413,8 +413,11 @@ def run_provenance(model_path: Path) -> dict[str, Any]:
     if not options_file.is_file():
         return {}
     options = json.loads(options_file.read_text())
-    keep = ("loss", "activation", "optimizer", "learning_rate", "batch_size", "data")
-    provenance: dict[str, Any] = {key: options[key] for key in keep if key in options}
+    keep = (
+        "loss", "activation", "optimizer", "learning_rate", "schedule", "epochs", "batch_size",
+        "data", "init_weights",
+    )  # fmt: skip
+    provenance: dict[str, Any] = {key: options[key] for key in keep if options.get(key)}
     state_file = model_path.parent / "state.json"
     if state_file.is_file():
         provenance["steps"] = json.loads(state_file.read_text()).get("step")
