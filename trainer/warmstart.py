@@ -36,7 +36,6 @@ _STATISTICS_BATCH = 32
 class FoldedConv:
     """One convolution of the TFLite graph, dequantised: Keras kernel layout and bias."""
 
-    op: str
     kernel: np.ndarray
     bias: np.ndarray
 
@@ -74,7 +73,7 @@ def read_folded_convs(path: Path) -> list[FoldedConv]:
         bias = _dequantize(interpreter.get_tensor(bias_index), details[bias_index])
         # CONV_2D [out, kh, kw, in] -> Keras [kh, kw, in, out];
         # DEPTHWISE_CONV_2D [1, kh, kw, channels] -> Keras [kh, kw, channels, 1]
-        convs.append(FoldedConv(op["op_name"], weights.transpose(1, 2, 3, 0), bias))
+        convs.append(FoldedConv(weights.transpose(1, 2, 3, 0), bias))
     return convs
 
 
