@@ -33,7 +33,7 @@ from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
 from device.manifest import ModelManifest, file_sha256
 from device.tflite import TFLiteModel
-from trainer.constants import INPUT_SIZE, MEAN, STD
+from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
 from trainer.prepare import read_kept
 
 
@@ -112,8 +112,9 @@ def keras_embed_fn(model: Any) -> Any:
     """Embed aligned RGB uint8 crops with a Keras MobileFaceNet, normalised like the device."""
 
     def embed(crops: np.ndarray) -> np.ndarray:
-        inputs = (crops.astype(np.float32) - MEAN) / STD
-        vectors = np.asarray(model.predict(inputs, batch_size=64, verbose=0), dtype=np.float32)
+        vectors = np.asarray(
+            model.predict(normalise_pixels(crops), batch_size=64, verbose=0), dtype=np.float32
+        )
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     return embed
@@ -151,7 +152,7 @@ def convert(model: Any, representative: np.ndarray | None) -> bytes:
 
             def samples() -> Any:
                 for crop in representative:
-                    yield [((crop.astype(np.float32) - MEAN) / STD)[np.newaxis]]
+                    yield [normalise_pixels(crop)[np.newaxis]]
 
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = samples

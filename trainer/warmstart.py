@@ -26,7 +26,7 @@ import numpy as np
 
 from device.errors import PeepholeError
 from device.tflite import interpreter_class
-from trainer.constants import MEAN, STD
+from trainer.constants import normalise_pixels
 
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")
 _STATISTICS_BATCH = 32
@@ -123,7 +123,7 @@ def load_tflite_weights(model: keras.Model, path: Path, crops: np.ndarray) -> No
     squares = [np.zeros(conv.bias.shape, np.float64) for conv in convs]
     positions = [0] * len(convs)
     for start in range(0, len(crops), _STATISTICS_BATCH):
-        batch = (crops[start : start + _STATISTICS_BATCH].astype(np.float32) - MEAN) / STD
+        batch = normalise_pixels(crops[start : start + _STATISTICS_BATCH])
         for index, output in enumerate(probe(batch, training=False)):
             values = np.asarray(output, dtype=np.float64)
             channels = values.reshape(-1, values.shape[-1])
