@@ -55,7 +55,7 @@ def main() -> None:
     lfw = SHARED / "data/lfw"
     pairs = read_pairs(lfw / "pairs.txt", lfw / "images")
     aligned = aligned_lfw(pairs, 2, args.cache)
-    embedder = FaceEmbedder.from_files(args.model, args.model.with_suffix(".json"), num_threads=1)
+    embedder = FaceEmbedder.from_files(args.model, num_threads=1)
     timed = np.stack([aligned.crops[p] for p in sorted(aligned.crops)[:TIMED_CROPS]])
     print(f"model: {args.model.name}; LFW 10-fold, {len(pairs)} pairs, device pipeline")
     print("| embedding | LFW accuracy | TAR at FAR 1e-3 | threshold | embed ms/face (1 thread) |")
