@@ -42,15 +42,27 @@ class FaceEmbedder:
         return self.manifest.embedding_size
 
     def embed(self, crop_rgb: np.ndarray) -> np.ndarray:
-        """Embedding of one aligned RGB uint8 crop (112, 112, 3)."""
-        (raw,) = self.model.run(self._preprocess(crop_rgb))
-        return self._postprocess(raw)
+        """Embedding of one aligned RGB uint8 crop (112, 112, 3).
+
+        With the manifest's ``mirror_average``, the unit embeddings of the crop and
+        of its mirror image are added and normalised again, so a face and its
+        mirror image get the same embedding.
+        """
+        embedding = self._embed_view(crop_rgb)
+        if self.manifest.mirror_average:
+            mirrored = self._embed_view(np.ascontiguousarray(crop_rgb[:, ::-1]))
+            embedding = _unit(embedding + mirrored)
+        return embedding
 
     def embed_many(self, crops_rgb: np.ndarray) -> np.ndarray:
         """Embeddings (N, D) of a stack of aligned crops (N, 112, 112, 3)."""
         if len(crops_rgb) == 0:
             return np.zeros((0, self.embedding_size), dtype=np.float32)
         return np.stack([self.embed(crop) for crop in crops_rgb])
+
+    def _embed_view(self, crop_rgb: np.ndarray) -> np.ndarray:
+        (raw,) = self.model.run(self._preprocess(crop_rgb))
+        return self._postprocess(raw)
 
     def _preprocess(self, crop_rgb: np.ndarray) -> np.ndarray:
         size = self.manifest.input_size
@@ -69,5 +81,9 @@ class FaceEmbedder:
         values = raw.reshape(-1).astype(np.float32)
         if spec.quantized:
             values = (values - spec.zero_point) * spec.scale
-        norm = float(np.linalg.norm(values))
-        return (values / norm if norm > 0 else values).astype(np.float32)
+        return _unit(values)
+
+
+def _unit(values: np.ndarray) -> np.ndarray:
+    norm = float(np.linalg.norm(values))
+    return (values / norm if norm > 0 else values).astype(np.float32)

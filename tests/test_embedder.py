@@ -89,6 +89,24 @@ def test_finds_the_sidecar_manifest_beside_the_model(
     assert FaceEmbedder.from_files(tmp_path / "face.tflite").embedding_size == 128
 
 
+def test_mirror_average_gives_a_face_and_its_mirror_image_one_embedding(
+    tmp_path: Path, reference_f32: tuple[Path, Path], float_embedder: FaceEmbedder
+) -> None:
+    model, manifest = reference_f32
+    data = json.loads(manifest.read_text())
+    data["mirror_average"] = True
+    (tmp_path / "mirror.json").write_text(json.dumps(data))
+    averaging = FaceEmbedder.from_files(model, tmp_path / "mirror.json")
+    crop = celebrity("Will_Smith", 0)
+    mirror = np.ascontiguousarray(crop[:, ::-1])
+    averaged = averaging.embed(crop)
+    plain, plain_mirror = float_embedder.embed(crop), float_embedder.embed(mirror)
+    assert float(plain @ plain_mirror) < 0.99
+    assert float(averaged @ averaging.embed(mirror)) > 0.9999
+    expected = (plain + plain_mirror) / np.linalg.norm(plain + plain_mirror)
+    np.testing.assert_allclose(averaged, expected, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "content", [b"", b"not a model at all", b"TFL3" + b"\x00" * 64], ids=["empty", "text", "header"]
 )
@@ -110,3 +128,9 @@ def test_manifest_validation_names_the_problem(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text("{not json")
     with pytest.raises(ManifestError, match="not valid JSON"):
         ModelManifest.load(tmp_path / "junk.json")
+    data = json.loads((tmp_path / "m.json").read_text())
+    (tmp_path / "flag.json").write_text(
+        json.dumps({**data, "color_order": "RGB", "quantization": "int8", "mirror_average": "yes"})
+    )
+    with pytest.raises(ManifestError, match="mirror_average 'yes' is not true or false"):
+        ModelManifest.load(tmp_path / "flag.json")

@@ -68,12 +68,12 @@ def trained(handful: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_int8_export_loads_in_the_device_embedder(
     trained: Path, handful: Path, tmp_path: Path
 ) -> None:
-    from trainer.export import ExportOptions, export
+    from trainer.export import ExportOptions, export, sample_crops
 
     output = tmp_path / "student_int8.tflite"
     options = ExportOptions(
         model=trained, output=output, crops=handful, representative_count=24,
-        holdout_count=16, profile=False, provenance={"activation": "relu6"},
+        holdout_count=16, profile=False, mirror_average=True, provenance={"activation": "relu6"},
     )  # fmt: skip
     report = export(options)
     assert report.failures == [], report.failures
@@ -86,6 +86,9 @@ def test_int8_export_loads_in_the_device_embedder(
     vector = embedder.embed(crop)
     assert vector.shape == (128,)
     assert math.isclose(float(np.linalg.norm(vector)), 1.0, rel_tol=1e-4)
+    assert embedder.manifest.mirror_average
+    face = sample_crops(handful, 1, seed=0)[0]
+    assert float(embedder.embed(face) @ embedder.embed(face[:, ::-1].copy())) > 0.999
 
 
 def test_export_fails_and_writes_no_manifest_when_parity_fails(

@@ -29,7 +29,12 @@ _QUANTIZATION = {
 
 
 def draft_manifest(
-    model_path: Path, name: str, mean: float, std: float, color_order: str
+    model_path: Path,
+    name: str,
+    mean: float,
+    std: float,
+    color_order: str,
+    mirror_average: bool = False,
 ) -> tuple[ModelManifest, TFLiteModel]:
     """A manifest without thresholds, checked against the model it describes."""
     model = TFLiteModel(model_path, num_threads=1)
@@ -49,6 +54,7 @@ def draft_manifest(
         color_order=color_order,
         quantization=quantization,
         embedding_size=int(model.outputs[0].shape[-1]),
+        mirror_average=mirror_average,
     )
     manifest.validate(model_path)
     return manifest, model
@@ -67,6 +73,7 @@ def calibrate(
     folds: int | None = None,
     threads: int = 2,
     lfw_cache: Path | None = None,
+    mirror_average: bool = False,
 ) -> tuple[ModelManifest, dict[str, object]]:
     from trainer.evaluate import (
         aligned_lfw,
@@ -77,7 +84,7 @@ def calibrate(
     )
     from trainer.lfw import read_pairs
 
-    draft, model = draft_manifest(model_path, name, mean, std, color_order)
+    draft, model = draft_manifest(model_path, name, mean, std, color_order, mirror_average)
     embedder = FaceEmbedder(model, draft, draft.sha256)
     pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
     aligned = aligned_lfw(pairs, threads, lfw_cache)
@@ -151,11 +158,17 @@ def register(group: click.Group) -> None:
         type=click.Path(path_type=Path),
         help="celebrity112 folder for the identification threshold.",
     )
+    @click.option(
+        "--mirror-average",
+        is_flag=True,
+        help="Average each crop's embedding with its mirror image's (twice the "
+        "embedding time); the thresholds are calibrated that way.",
+    )
     @click.option("--threads", default=2, show_default=True)
     def calibrate_command(
         model_path: Path, output: Path | None, name: str | None, mean: float, std: float,
         color_order: str, lfw_dir: Path, pairs_file: Path, folds: int | None,
-        lfw_cache: Path | None, celebrity: Path | None, threads: int,
+        lfw_cache: Path | None, celebrity: Path | None, mirror_average: bool, threads: int,
     ) -> None:  # fmt: skip
         """Write a manifest (thresholds included) for a third-party TFLite embedder."""
         if not lfw_dir.is_dir():
@@ -167,7 +180,7 @@ def register(group: click.Group) -> None:
         target = output or model_path.with_suffix(".json")
         manifest, facts = calibrate(
             model_path, target, name or model_path.stem, mean, std, color_order,
-            lfw_dir, pairs_file, celebrity, folds, threads, lfw_cache,
+            lfw_dir, pairs_file, celebrity, folds, threads, lfw_cache, mirror_average,
         )  # fmt: skip
         click.echo(f"LFW accuracy: {100 * float(facts['lfw_accuracy']):.2f}%")  # type: ignore[arg-type]
         click.echo(f"verification threshold: {manifest.verification_threshold}")

@@ -53,6 +53,7 @@ class ExportOptions:
     min_cosine: float = 0.99
     max_accuracy_drop: float = 0.003
     float_output: Path | None = None
+    mirror_average: bool = False
     threads: int = 2
     profile: bool = True
     seed: int = 0
@@ -162,10 +163,19 @@ def convert(model: Any, representative: np.ndarray | None) -> bytes:
         return bytes(converter.convert())
 
 
-def embedder_for(path: Path, quantization: str, name: str, threads: int) -> FaceEmbedder:
+def embedder_for(
+    path: Path, quantization: str, name: str, threads: int, mirror_average: bool = False
+) -> FaceEmbedder:
     """A device embedder for a fresh export, with a manifest built in memory."""
     sha = file_sha256(path)
-    manifest = ModelManifest(name=name, sha256=sha, mean=MEAN, std=STD, quantization=quantization)
+    manifest = ModelManifest(
+        name=name,
+        sha256=sha,
+        mean=MEAN,
+        std=STD,
+        quantization=quantization,
+        mirror_average=mirror_average,
+    )
     return FaceEmbedder(TFLiteModel(path, num_threads=threads), manifest, sha)
 
 
@@ -235,8 +245,11 @@ def export(options: ExportOptions) -> ExportReport:
     float_path = options.float_output or workdir / "float32.tflite"
     float_path.write_bytes(convert(model, None))
 
-    int8 = embedder_for(options.output, "int8", options.name, options.threads)
-    float32 = embedder_for(float_path, "float32", options.name + " (float)", options.threads)
+    mirror = options.mirror_average
+    int8 = embedder_for(options.output, "int8", options.name, options.threads, mirror)
+    float32 = embedder_for(
+        float_path, "float32", options.name + " (float)", options.threads, mirror
+    )
     cosines = parity(float32, int8, holdout)
     report = ExportReport(
         int8_path=options.output,
@@ -307,6 +320,7 @@ def write_manifest(options: ExportOptions, report: ExportReport) -> Path:
         mean=MEAN,
         std=STD,
         quantization="int8",
+        mirror_average=options.mirror_average,
         verification_threshold=report.verification_threshold,
         identification_threshold=identification.get("threshold"),
         identification_far_target=identification.get("far_target") if identification else None,
@@ -369,12 +383,19 @@ def register(group: click.Group) -> None:
         show_default=True,
         help="Only for a .weights.h5 model.",
     )
+    @click.option(
+        "--mirror-average",
+        is_flag=True,
+        help="The device averages each crop's embedding with its mirror image's "
+        "(twice the embedding time); parity and thresholds are measured that way.",
+    )
     @click.option("--threads", default=2, show_default=True)
     def export_command(
         model_path: Path, output: Path, crops: Path, lfw_dir: Path | None, pairs_file: Path | None,
         folds: int | None, lfw_cache: Path | None, celebrity: Path | None, name: str,
         representative_count: int,
-        holdout_count: int, float_output: Path | None, activation: str, threads: int,
+        holdout_count: int, float_output: Path | None, activation: str, mirror_average: bool,
+        threads: int,
     ) -> None:  # fmt: skip
         """Export int8 TFLite + manifest; fails when int8 drifts from float."""
         if (lfw_dir is None) != (pairs_file is None):
@@ -386,7 +407,8 @@ def register(group: click.Group) -> None:
             representative_count=representative_count, holdout_count=holdout_count,
             lfw_dir=lfw_dir, pairs_file=pairs_file, lfw_folds=folds, lfw_cache=lfw_cache,
             celebrity=celebrity,
-            float_output=float_output, threads=threads, provenance=provenance,
+            float_output=float_output, mirror_average=mirror_average, threads=threads,
+            provenance=provenance,
         )  # fmt: skip
         report = export(options)
         click.echo(f"int8 model: {report.int8_path} ({report.int8_bytes / 1e6:.2f} MB)")
