@@ -301,7 +301,12 @@ def write_manifest(options: ExportOptions, report: ExportReport) -> Path:
     if report.profile_int8 and report.profile_float:
         provenance["latency"] = (
             f"int8 {report.profile_int8.line()}; float32 {report.profile_float.line()} "
-            "(at export, on the exporting machine)"
+            "(one run of the graph, at export, on the exporting machine)"
+        )
+    if options.mirror_average:
+        provenance["mirror_average"] = (
+            "each face is embedded with its mirror image and the two averaged (two runs of "
+            "the graph per face); parity and thresholds were measured that way"
         )
     if report.lfw_int8 is not None and report.lfw_float is not None:
         provenance["verification_threshold"] = (
