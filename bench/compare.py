@@ -39,7 +39,7 @@ from device.detector import default_model_dir
 from device.errors import PeepholeError
 from device.gallery import EmbeddingRows
 from device.landmarks import MESH_FILE
-from device.manifest import file_sha256
+from device.manifest import ModelManifest, file_sha256, manifest_path_for
 from device.matching import GalleryIndex
 from device.pipeline import default_model_path
 from trainer.lfw import read_pairs
@@ -95,6 +95,14 @@ class Stack:
     name: str
     model: Path | None = None
     manifest: Path | None = None
+
+    @property
+    def embeddings_per_face(self) -> int:
+        """Runs of the embedding graph per face: two when the manifest mirror-averages."""
+        if self.model is None:
+            return 1
+        manifest = ModelManifest.load(self.manifest or manifest_path_for(self.model))
+        return 2 if manifest.mirror_average else 1
 
     @property
     def is_facerec(self) -> bool:
@@ -295,7 +303,9 @@ def run_all() -> None:
     identification = {
         n: time_identification(n, settings.match_repeats) for n in (20, 1_000, 10_000)
     }
-    model_macs = {s.name: macs.count_macs(s.model) for s in peephole if s.model}
+    model_macs = {
+        s.name: macs.count_macs(s.model) * s.embeddings_per_face for s in peephole if s.model
+    }
     detector_file = default_model_dir() / "face_detection_short_range.tflite"
     mesh_file = default_model_dir() / MESH_FILE
     detector_macs = macs.count_macs(detector_file)
@@ -764,7 +774,8 @@ def write_pi_estimate(
         f"Pi 5: x{macs.PI5_SPEEDUP_OVER_PI4:.0f}, the low end of Raspberry Pi Ltd's "
         f"'2-3x the CPU performance of Pi 4' ({macs.PI5_SOURCE}). int8 kernels are usually faster "
         "than float on these cores, so the int8 rows are conservative. A frame with one face "
-        "runs the detector once and landmarks + embedding once.",
+        "runs the detector once and landmarks + embedding once; a model whose manifest "
+        "sets mirror_average runs its embedding graph twice per face, counted here.",
         "",
     )
     rows = []
@@ -784,7 +795,7 @@ def write_pi_estimate(
     report.table(
         [
             "stack",
-            "embedding MACs",
+            "embedding MACs per face",
             "detector + mesh MACs",
             "per frame (1 face)",
             "Pi 4 estimate",
