@@ -50,14 +50,17 @@ def test_calibrate_writes_a_manifest_the_device_accepts(
             *_lfw_options(lfw_cache),
             "--celebrity",
             str(celebrity),
+            "--mirror-average",
         ],
     )
     assert result.exit_code == 0, result.output
     manifest = ModelManifest.load(tmp_path / "their_model.json")
+    assert manifest.mirror_average
     assert manifest.sha256 == file_sha256(model)
     assert manifest.quantization == "uint8" and manifest.embedding_size == 128
     # The fixture's thresholds were calibrated on all ten folds (0.349) and with a
-    # UTKFace stranger set added (0.56); two folds and celebrity112 alone land nearby.
+    # UTKFace stranger set added (0.56), one embedding per crop; two folds, celebrity112
+    # alone and mirror averaging land nearby.
     assert manifest.verification_threshold is not None
     assert abs(manifest.verification_threshold - 0.349) < 0.08
     assert manifest.identification_threshold is not None
