@@ -50,7 +50,7 @@ class FaceEmbedder:
         """
         embedding = self._embed_view(crop_rgb)
         if self.manifest.mirror_average:
-            mirrored = self._embed_view(np.ascontiguousarray(crop_rgb[:, ::-1]))
+            mirrored = self._embed_view(crop_rgb[:, ::-1])
             embedding = _unit(embedding + mirrored)
         return embedding
 
