@@ -92,7 +92,8 @@ def peephole_scores(
         for name, (m, mf) in models.items()
     }
     caches = {
-        name: cache_dir / f"peephole_lfw_{e.sha256[:16]}.npz" for name, e in embedders.items()
+        name: cache_dir / f"peephole_lfw_{e.embedding_key[:16]}.npz"
+        for name, e in embedders.items()
     }
     loaded = {name: _load(cache) for name, cache in caches.items()}
     todo = sorted({p for name in models for p in paths if p not in loaded[name][0]})

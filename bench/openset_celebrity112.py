@@ -87,7 +87,7 @@ def main() -> None:
         truth.append(name)
         folder.append(path.parent.name)
     with Gallery.open(db, create=False) as gallery:
-        rows = gallery.embeddings(embedder.sha256)
+        rows = gallery.embeddings(embedder.embedding_key)
     print(
         f"gallery: {len(rows.names)} people, {len(rows.vectors)} samples; probes: "
         f"{sum(t is not None for t in truth)} enrolled, {sum(t is None for t in truth)} "

@@ -30,7 +30,7 @@ from device.enroll import (
 from device.errors import GalleryError, PeepholeError
 from device.gallery import Gallery, Sample, normalise_name
 from device.imageio import expand_image_paths, read_image
-from device.manifest import file_sha256
+from device.manifest import embedding_key, file_sha256, load_manifest_for
 from device.matching import Match, Matcher, resolve_threshold
 from device.openset import ProbeScores, evaluate, leave_one_out_scores, threshold_for_far
 from device.sources import SourceOptions
@@ -56,7 +56,7 @@ def make_matcher(app: AppContext, gallery: Gallery, threshold: float | None = No
     embedder = app.embedder()
     override = threshold if threshold is not None else app.config.model.threshold
     chosen = resolve_threshold(embedder.manifest.identification_threshold, override)
-    return Matcher.from_gallery(gallery, embedder.sha256, chosen, app.config.model.margin)
+    return Matcher.from_gallery(gallery, embedder.embedding_key, chosen, app.config.model.margin)
 
 
 # enroll -------------------------------------------------------------------
@@ -126,8 +126,8 @@ def enroll(
         report_stream(enroll_frames(enrollment, frames), options.samples, live=True)
     taken = enrollment.result(options.min_samples)
     with Gallery.open(app.gallery_path) as gallery:
-        stored = gallery.add_person_samples(display, taken, embedder.sha256, append=append)
-    click.echo(f"enrolled {stored}: {len(taken)} sample(s) (model {embedder.sha256[:12]})")
+        stored = gallery.add_person_samples(display, taken, embedder.embedding_key, append=append)
+    click.echo(f"enrolled {stored}: {len(taken)} sample(s) (model {embedder.embedding_key[:12]})")
     if from_images and len(taken) < 3 and existing is None:
         echo_err("note: 5-10 varied photos recognise better than one or two")
 
@@ -160,7 +160,7 @@ def existing_embeddings(app: AppContext, name: str, existing: bool | None) -> np
     if existing is None:
         return None
     with Gallery.open(app.gallery_path, create=False) as gallery:
-        return gallery.person_embeddings(name, app.embedder().sha256)
+        return gallery.person_embeddings(name, app.embedder().embedding_key)
 
 
 def report_images(outcomes: Iterator[FrameOutcome]) -> None:
@@ -259,11 +259,12 @@ def people() -> None:
     """List, remove and rename enrolled people."""
 
 
-def current_model_sha(app: AppContext) -> str:
-    """The configured model's sha256, read from the file without loading the model."""
+def current_embedding_key(app: AppContext) -> str:
+    """The configured model's embedding key, from its file and manifest without loading it."""
     if not app.model_path.is_file():
         raise PeepholeError(f"model {app.model_path} is not installed; pass --model FILE")
-    return file_sha256(app.model_path)
+    manifest = load_manifest_for(app.model_path, app.manifest_path)
+    return embedding_key(file_sha256(app.model_path), manifest.mirror_average)
 
 
 @people.command("list")
@@ -271,9 +272,9 @@ def current_model_sha(app: AppContext) -> str:
 @pass_app
 def people_list(app: AppContext, as_json: bool) -> None:
     """Names, sample counts for the current model, crops, last seen, and what to do."""
-    sha = current_model_sha(app)
+    key = current_embedding_key(app)
     with open_existing(app) as gallery:
-        summaries = gallery.summaries(sha)
+        summaries = gallery.summaries(key)
     if as_json:
         for s in summaries:
             click.echo(
@@ -290,7 +291,7 @@ def people_list(app: AppContext, as_json: bool) -> None:
                 )
             )
         return
-    click.echo(f"model {sha[:12]}: {len(summaries)} people")
+    click.echo(f"model {key[:12]}: {len(summaries)} people")
     for s in summaries:
         seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_seen)) if s.last_seen else "-"
         click.echo(
@@ -438,15 +439,15 @@ def gallery_reembed(app: AppContext) -> None:
     """Embed the stored crops with the current model (after a model change)."""
     embedder = app.embedder()
     with open_existing(app) as gallery:
-        missing = gallery.crops_missing(embedder.sha256)
+        missing = gallery.crops_missing(embedder.embedding_key)
         rows = [
             (crop_id, person_id, Sample(embedder.embed(decode_crop(png)), quality, source))
             for crop_id, person_id, _name, png, quality, source in missing
         ]
         if rows:
-            gallery.add_crop_embeddings(rows, embedder.sha256)
-        stranded = [s.name for s in gallery.summaries(embedder.sha256) if s.samples == 0]
-    click.echo(f"re-embedded {len(rows)} crop(s) with model {embedder.sha256[:12]}")
+            gallery.add_crop_embeddings(rows, embedder.embedding_key)
+        stranded = [s.name for s in gallery.summaries(embedder.embedding_key) if s.samples == 0]
+    click.echo(f"re-embedded {len(rows)} crop(s) with model {embedder.embedding_key[:12]}")
     if stranded:
         echo_err(f"no stored crops, re-enroll: {', '.join(stranded)}")
 
@@ -480,8 +481,8 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
     embedder = app.embedder()
     margin = app.config.model.margin
     with open_existing(app) as gallery:
-        matcher = Matcher.from_gallery(gallery, embedder.sha256, 1.0, margin)
-        rows = gallery.embeddings(embedder.sha256)
+        matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 1.0, margin)
+        rows = gallery.embeddings(embedder.embedding_key)
     if not matcher.people:
         raise GalleryError("nobody is enrolled for this model: enroll the household first")
     pipeline = app.pipeline()

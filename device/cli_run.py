@@ -69,6 +69,17 @@ def log(message: str) -> None:
     click.echo(f"peephole: {message}", err=True)
 
 
+def warn_stale_people(gallery: Gallery, embedding_key: str) -> None:
+    """Say who cannot be recognised because their samples were made by another model."""
+    stale = [s for s in gallery.summaries(embedding_key) if s.samples == 0]
+    redo = [s.name for s in stale if s.crops_to_embed]
+    lost = [s.name for s in stale if not s.crops_to_embed]
+    if redo:
+        log(f"not recognised until 'peephole gallery reembed': {', '.join(redo)}")
+    if lost:
+        log(f"not recognised until enrolled again (no stored crops): {', '.join(lost)}")
+
+
 @click.command()
 @click.option("--source", help="picamera2, a camera index, a URL, a video file or an image folder.")
 @click.option("--mqtt", "broker", metavar="HOST[:PORT]", help="MQTT broker (overrides config).")
@@ -106,7 +117,9 @@ def run(
     with contextlib.ExitStack() as cleanup:
         gallery = Gallery.open(app.gallery_path, create=True)
         cleanup.callback(gallery.close)
-        matcher = Matcher.from_gallery(gallery, embedder.sha256, threshold, config.model.margin)
+        matcher = Matcher.from_gallery(
+            gallery, embedder.embedding_key, threshold, config.model.margin
+        )
         store = Outbox.open(config.runtime.resolved_outbox())
         cleanup.callback(store.close)
         camera = config.camera
@@ -125,6 +138,7 @@ def run(
             notifier.watchdog_interval = None
         cleanup.callback(notifier.close)
         backlog = publisher.start()
+        warn_stale_people(gallery, embedder.embedding_key)
         log(
             f"watching {frames.description}; {len(matcher.people)} people enrolled"
             + ("" if matcher.people else " (everyone is unknown: see 'peephole enroll --help')")

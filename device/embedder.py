@@ -6,19 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from device.errors import ManifestError
-from device.manifest import ModelManifest, file_sha256, manifest_path_for
+from device.manifest import ModelManifest, embedding_key, file_sha256, load_manifest_for
 from device.tflite import TFLiteModel
 
 
 class FaceEmbedder:
-    """Runs an embedding model and returns L2-normalised float32 embeddings."""
+    """Runs an embedding model and returns L2-normalised float32 embeddings.
+
+    ``embedding_key`` tags the gallery rows it makes (see ``manifest.embedding_key``).
+    """
 
     def __init__(self, model: TFLiteModel, manifest: ModelManifest, sha256: str) -> None:
         manifest.check_model(model, sha256)
         self.model = model
         self.manifest = manifest
         self.sha256 = sha256
+        self.embedding_key = embedding_key(sha256, manifest.mirror_average)
         self._input = model.inputs[0]
         self._output = model.outputs[0]
 
@@ -27,13 +30,7 @@ class FaceEmbedder:
         cls, model_path: str | Path, manifest_path: str | Path | None = None, num_threads: int = 2
     ) -> FaceEmbedder:
         model_path = Path(model_path)
-        manifest_file = Path(manifest_path) if manifest_path else manifest_path_for(model_path)
-        if not manifest_file.is_file():
-            raise ManifestError(
-                f"no manifest for model {model_path}: expected {manifest_file} "
-                "(or pass --manifest FILE; 'trainer calibrate' writes one)"
-            )
-        manifest = ModelManifest.load(manifest_file)
+        manifest = load_manifest_for(model_path, Path(manifest_path) if manifest_path else None)
         model = TFLiteModel(model_path, num_threads=num_threads)
         return cls(model, manifest, file_sha256(model_path))
 

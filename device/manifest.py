@@ -147,6 +147,30 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def embedding_key(model_sha256: str, mirror_average: bool) -> str:
+    """The tag of the embeddings a model file gives when run as its manifest says.
+
+    One view per crop: the file's sha256. Mirror-averaged: the sha256 of
+    ``"<file sha256>+mirror"``. The same file run both ways gives two different
+    embedding functions, so gallery rows made one way are never matched against
+    probes embedded the other way; ``gallery reembed`` redoes them from the crops.
+    """
+    if not mirror_average:
+        return model_sha256
+    return hashlib.sha256(f"{model_sha256}+mirror".encode()).hexdigest()
+
+
+def load_manifest_for(model_path: Path, manifest_path: Path | None = None) -> ModelManifest:
+    """The manifest of ``model_path``: ``manifest_path``, else the sidecar beside the model."""
+    manifest_file = manifest_path if manifest_path else manifest_path_for(model_path)
+    if not manifest_file.is_file():
+        raise ManifestError(
+            f"no manifest for model {model_path}: expected {manifest_file} "
+            "(or pass --manifest FILE; 'trainer calibrate' writes one)"
+        )
+    return ModelManifest.load(manifest_file)
+
+
 def manifest_path_for(model_path: str | Path) -> Path:
     """The sidecar manifest's conventional place: ``<model stem>.json`` beside it."""
     model_path = Path(model_path)

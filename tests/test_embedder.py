@@ -105,6 +105,9 @@ def test_mirror_average_gives_a_face_and_its_mirror_image_one_embedding(
     assert float(averaged @ averaging.embed(mirror)) > 0.9999
     expected = (plain + plain_mirror) / np.linalg.norm(plain + plain_mirror)
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
+    assert float_embedder.embedding_key == float_embedder.sha256 == averaging.sha256
+    assert averaging.embedding_key != averaging.sha256
+    assert len(averaging.embedding_key) == 64 and int(averaging.embedding_key, 16) >= 0
 
 
 @pytest.mark.parametrize(

@@ -254,6 +254,45 @@ def test_export_import_round_trip_and_reembed(
     ]
 
 
+def test_mirror_averaged_manifest_keeps_its_own_gallery_rows(
+    cli: Cli, celebrity: Path, tmp_path: Path, reference_f32: tuple[Path, Path]
+) -> None:
+    """The same file under a mirror-averaged manifest is another embedding function."""
+    assert enroll_images(cli, "Hugh", numbered(celebrity / "Hugh_Jackman")[:3]).exit_code == 0
+    model, manifest = reference_f32
+    mirrored = tmp_path / "mirrored.json"
+    mirrored.write_text(json.dumps({**json.loads(manifest.read_text()), "mirror_average": True}))
+    other = ["--db", str(cli.db), "--model", str(model), "--manifest", str(mirrored)]
+
+    listing = CliRunner().invoke(main, [*other, "people", "list", "--json"])
+    record = json.loads(listing.stdout)
+    counts = (record["status"], record["samples"], record["other_model_samples"])
+    assert counts == ("needs reembed", 0, 3)
+    clip = str(require_shared("data/video/short_hamilton_clip.mp4"))
+    outbox = str(tmp_path / "outbox.db")
+    watched = CliRunner().invoke(
+        main, [*other, "run", "--source", clip, "--max-frames", "1", "--outbox", outbox]
+    )
+    assert watched.exit_code == 0, watched.output
+    assert "not recognised until 'peephole gallery reembed': Hugh" in watched.stderr
+
+    reembedded = CliRunner().invoke(main, [*other, "gallery", "reembed"])
+    assert reembedded.exit_code == 0 and "re-embedded 3 crop(s)" in reembedded.stdout
+    record = json.loads(CliRunner().invoke(main, [*other, "people", "list", "--json"]).stdout)
+    assert (record["status"], record["samples"], record["other_model_samples"]) == ("ok", 3, 3)
+    with sqlite3.connect(cli.db) as conn:
+        rows = conn.execute(
+            "SELECT model_sha256, crop_id, vector FROM embeddings ORDER BY id"
+        ).fetchall()
+    by_key: dict[str, dict[int, np.ndarray]] = {}
+    for key, crop_id, vector in rows:
+        by_key.setdefault(key, {})[crop_id] = np.frombuffer(vector, dtype="<f4")
+    plain, averaged = by_key.values()
+    assert plain.keys() == averaged.keys()
+    cosines = [float(plain[c] @ averaged[c]) for c in plain]
+    assert all(0.8 < cos < 0.9999 for cos in cosines), cosines
+
+
 def test_enroll_from_the_configured_camera_source(cli: Cli, tmp_path: Path) -> None:
     clip = require_shared("data/video/head-pose-face-detection-female-and-male.gif")
     config = tmp_path / "config.toml"

@@ -84,7 +84,7 @@ def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
     )
     embedder = FaceEmbedder.from_files(*reference_f32)
     gallery = Gallery.open(tmp_path / "gallery.db")
-    matcher = Matcher.from_gallery(gallery, embedder.sha256, 0.4, 0.05)
+    matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 0.4, 0.05)
     camera = UnpluggableCamera(require_shared(CLIP))
     reports: list[str] = []
     stop = threading.Event()

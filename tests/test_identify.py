@@ -121,8 +121,9 @@ def test_enroll_while_another_process_identifies(
     pipeline = FacePipeline.from_config(Config(), embedder)
     probes = [pipeline.analyse(read_image(p))[0].embedding for p in (hugh[30], tina[30])]
     np.save(tmp_path / "probes.npy", np.stack(probes))
+    key = embedder.embedding_key
     identifier = subprocess.Popen(
-        [sys.executable, "-c", IDENTIFIER, str(db), embedder.sha256, str(tmp_path / "probes.npy")],
+        [sys.executable, "-c", IDENTIFIER, str(db), key, str(tmp_path / "probes.npy")],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -144,7 +145,7 @@ def test_enroll_while_another_process_identifies(
     assert {"Hugh", "Tina"} <= set(report["named"]) and report["reloads"] >= 1
     with Gallery.open(db, create=False) as gallery:
         assert gallery.names() == ["Keira", "Tina"]
-        summaries = {s.name: s for s in gallery.summaries(embedder.sha256)}
+        summaries = {s.name: s for s in gallery.summaries(embedder.embedding_key)}
     assert summaries["Tina"].last_seen is not None and summaries["Tina"].samples >= 3
 
 
@@ -174,7 +175,7 @@ def celebrity_openset(
             embeddings.append(faces[0].embedding)
             truth.append(name)
     with Gallery.open(db, create=False) as gallery:
-        rows = gallery.embeddings(embedder.sha256)
+        rows = gallery.embeddings(embedder.embedding_key)
     assert rows.names == enrolled
     result = {}
     for strategy in Strategy:

@@ -55,7 +55,7 @@ def test_people_enrolled_during_a_run_are_recognised(
     embedder = FaceEmbedder.from_files(*reference_f32)
     gallery_path = tmp_path / "gallery.db"
     gallery = Gallery.open(gallery_path)
-    matcher = Matcher.from_gallery(gallery, embedder.sha256, 0.4, 0.05)
+    matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 0.4, 0.05)
     assert matcher.people == []
     printed = io.StringIO()
     config = Config()
@@ -83,6 +83,6 @@ def test_people_enrolled_during_a_run_are_recognised(
     named = [e["person"] for e in events if e["event"] == "visitor" and e["known"]]
     assert named == ["Lin-Manuel Miranda"]
     # last_seen is recorded for the person recognised.
-    people = {p.name: p for p in Gallery.open(gallery_path).summaries(embedder.sha256)}
+    people = {p.name: p for p in Gallery.open(gallery_path).summaries(embedder.embedding_key)}
     assert people["Lin-Manuel Miranda"].last_seen is not None
     assert people["Alex Lacamoire"].last_seen is None

@@ -132,7 +132,7 @@ def test_a_hung_camera_stops_the_watchdog(tmp_path: Path, reference_f32: tuple[P
     )
     embedder = FaceEmbedder.from_files(*reference_f32)
     gallery = Gallery.open(tmp_path / "gallery.db")
-    matcher = Matcher.from_gallery(gallery, embedder.sha256, 0.4, 0.05)
+    matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 0.4, 0.05)
     release = threading.Event()
     source = HangingSource(require_shared(CLIP), 30, release)
     loop = CameraLoop(
