@@ -145,8 +145,13 @@ def usable_rows(embeddings: np.ndarray) -> np.ndarray:
     return np.flatnonzero(finite & nonzero)
 
 
-def cache_name(shard: int, shards: int) -> str:
-    return f"teacher_dlib.{shard}of{shards}.npy"
+def cache_prefix(mirror: bool) -> str:
+    """Plain and mirror-averaged descriptors are cached apart, so they are never mixed."""
+    return "teacher_dlib_mirror" if mirror else "teacher_dlib"
+
+
+def cache_name(shard: int, shards: int, mirror: bool = False) -> str:
+    return f"{cache_prefix(mirror)}.{shard}of{shards}.npy"
 
 
 def prepared_samples(folder: Path, shard: int = 0, shards: int = 1) -> list[TeacherSample]:
@@ -159,10 +164,10 @@ def prepared_samples(folder: Path, shard: int = 0, shards: int = 1) -> list[Teac
     return [TeacherSample(Path(s.source), s.box) for s in chosen]
 
 
-def load_teacher_targets(folder: Path) -> dict[str, np.ndarray]:
+def load_teacher_targets(folder: Path, mirror: bool = False) -> dict[str, np.ndarray]:
     """Every computed teacher embedding cached in a prepared folder, by source path."""
     targets: dict[str, np.ndarray] = {}
-    for cache in sorted(folder.glob("teacher_dlib.*.npy")):
+    for cache in sorted(folder.glob(f"{cache_prefix(mirror)}.*.npy")):
         sources = cache.with_suffix(".txt").read_text().splitlines()
         embeddings = np.load(cache)
         for row in usable_rows(embeddings):
@@ -179,7 +184,13 @@ def register(group: click.Group) -> None:
         show_default=True,
         help="I/N: compute the I-th of N interleaved shards (run N processes).",
     )
-    def teacher_command(prepared: Path, shard: str) -> None:
+    @click.option(
+        "--mirror",
+        is_flag=True,
+        help="Average each face's descriptor with its mirror image's (twice the time; "
+        "cached apart, used by trainer train --teacher-mirror).",
+    )
+    def teacher_command(prepared: Path, shard: str, mirror: bool) -> None:
         """Cache dlib teacher embeddings of a prepared folder's faces (resumable)."""
         try:
             index, count = (int(v) for v in shard.split("/"))
@@ -188,5 +199,9 @@ def register(group: click.Group) -> None:
         if not 0 <= index < count:
             raise click.BadParameter("I must be in [0, N)", param_hint="--shard")
         samples = prepared_samples(prepared, index, count)
-        result = teacher_embeddings(samples, prepared / cache_name(index, count))
+        result = teacher_embeddings(
+            samples,
+            prepared / cache_name(index, count, mirror),
+            teacher_factory=lambda: DlibTeacher(mirror=mirror),
+        )
         click.echo(f"teacher embeddings: {len(usable_rows(result))} of {len(samples)} faces")

@@ -37,6 +37,7 @@ class TrainOptions:
     identities_per_batch: int = 16
     images_per_identity: int = 4
     relation_weight: float = 1.0
+    teacher_mirror: bool = False
     holdout: float = 0.02
     init_weights: str = ""
     max_steps: int = 0
@@ -137,6 +138,12 @@ def register(group: click.Group) -> None:
         type=click.Path(path_type=Path),
         help="Start from these weights: a run's last.weights.h5, or an exported .tflite "
         "(e.g. the shipped model) whose weights are dequantised into the network.",
+    )
+    @click.option(
+        "--teacher-mirror",
+        is_flag=True,
+        default=None,
+        help="Distil towards the mirror-averaged teacher descriptors (trainer teacher --mirror).",
     )
     @click.option("--max-steps", type=int, help="Stop after this many steps in all.")
     @click.option("--max-minutes", type=float, help="Stop cleanly after this long.")

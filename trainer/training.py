@@ -95,11 +95,12 @@ class Trainer:
     ) -> tuple[CropSet, CropSet | None, np.ndarray, np.ndarray | None]:
         options = self.options
         if options.loss == "distill":
-            by_source = load_teacher_targets(Path(options.data))
+            by_source = load_teacher_targets(Path(options.data), options.teacher_mirror)
             rows = np.array([i for i, s in enumerate(crops.sources) if s in by_source], dtype=int)
             if not len(rows):
+                command = "trainer teacher" + (" --mirror" if options.teacher_mirror else "")
                 raise PeepholeError(
-                    f"{options.data}: no teacher embeddings cached (run trainer teacher first)"
+                    f"{options.data}: no teacher embeddings cached (run {command} first)"
                 )
             crops = crops.subset(rows)
             raw = np.stack([by_source[s] for s in crops.sources])
