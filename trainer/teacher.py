@@ -87,7 +87,7 @@ class DlibTeacher:
         return np.asarray(vector, dtype=np.float32)
 
     def embed(self, image_rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-        """dlib's raw descriptor (optionally averaged with the mirror image's; 2x the time)."""
+        """dlib's raw descriptor, or with ``mirror`` its mean with the mirror image's."""
         chip = self.chip(image_rgb, box)
         vector = self.embed_chip(chip)
         if self._mirror:
@@ -187,7 +187,7 @@ def register(group: click.Group) -> None:
     @click.option(
         "--mirror",
         is_flag=True,
-        help="Average each face's descriptor with its mirror image's (twice the time; "
+        help="Average each face's descriptor with its mirror image's (about 1.4x the time; "
         "cached apart, used by trainer train --teacher-mirror).",
     )
     def teacher_command(prepared: Path, shard: str, mirror: bool) -> None:
