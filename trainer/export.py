@@ -443,7 +443,7 @@ def run_provenance(model_path: Path) -> dict[str, Any]:
     options = json.loads(options_file.read_text())
     keep = (
         "loss", "activation", "optimizer", "learning_rate", "schedule", "epochs", "batch_size",
-        "data", "init_weights",
+        "data", "init_weights", "teacher_mirror",
     )  # fmt: skip
     provenance: dict[str, Any] = {key: options[key] for key in keep if options.get(key)}
     state_file = model_path.parent / "state.json"
