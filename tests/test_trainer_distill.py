@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -91,4 +92,4 @@ def test_distillation_trains_towards_the_chosen_descriptors(prepared: Path, tmp_
     plain_only = tmp_path / "plain_only"
     shutil.copytree(prepared, plain_only, ignore=shutil.ignore_patterns("teacher_dlib_mirror.*"))
     with pytest.raises(PeepholeError, match="run trainer teacher --mirror first"):
-        train(TrainOptions(**{**options.__dict__, "data": str(plain_only)}))
+        train(replace(options, data=str(plain_only)))
