@@ -17,7 +17,7 @@ from device.errors import PeepholeError
 from device.pipeline import FacePipeline, default_model_path
 from tests.conftest import missing, require_shared
 from trainer.prepare import PrepareOptions, prepare
-from trainer.train import PRESETS, TrainOptions, learning_rate_at, options_from_cli
+from trainer.recipes import PRESETS, TrainOptions, learning_rate_at, options_from_cli
 
 try:
     import tensorflow as tf

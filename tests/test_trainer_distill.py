@@ -18,8 +18,8 @@ from device.pipeline import FacePipeline
 from tests.conftest import missing, require_shared
 from trainer.cli import main as trainer_main
 from trainer.prepare import PrepareOptions, prepare, read_kept
+from trainer.recipes import TrainOptions
 from trainer.teacher import DlibTeacher, load_teacher_targets
-from trainer.train import TrainOptions
 
 try:
     import dlib  # noqa: F401

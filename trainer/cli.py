@@ -26,6 +26,7 @@ LAZY_COMMANDS = {
     "train": "trainer.train",
     "export-tflite": "trainer.export",
     "calibrate": "trainer.calibrate",
+    "import-mxnet": "trainer.import_mxnet",
 }
 
 

@@ -34,6 +34,7 @@ from device.errors import PeepholeError
 from device.manifest import ModelManifest, file_sha256
 from device.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
+from trainer.import_mxnet import PROVENANCE_FILE
 from trainer.prepare import read_kept
 
 
@@ -65,6 +66,7 @@ class ExportReport:
     int8_path: Path
     float_path: Path
     int8_bytes: int
+    embedding_size: int
     parity_cosine_mean: float
     parity_cosine_min: float
     lfw_float: float | None = None
@@ -168,15 +170,17 @@ def embedder_for(
 ) -> FaceEmbedder:
     """A device embedder for a fresh export, with a manifest built in memory."""
     sha = file_sha256(path)
+    model = TFLiteModel(path, num_threads=threads)
     manifest = ModelManifest(
         name=name,
         sha256=sha,
         mean=MEAN,
         std=STD,
         quantization=quantization,
+        embedding_size=int(model.outputs[0].shape[-1]),
         mirror_average=mirror_average,
     )
-    return FaceEmbedder(TFLiteModel(path, num_threads=threads), manifest, sha)
+    return FaceEmbedder(model, manifest, sha)
 
 
 def parity(
@@ -255,6 +259,7 @@ def export(options: ExportOptions) -> ExportReport:
         int8_path=options.output,
         float_path=float_path,
         int8_bytes=options.output.stat().st_size,
+        embedding_size=int8.embedding_size,
         parity_cosine_mean=float(cosines.mean()),
         parity_cosine_min=float(cosines.min()),
     )
@@ -325,6 +330,7 @@ def write_manifest(options: ExportOptions, report: ExportReport) -> Path:
         mean=MEAN,
         std=STD,
         quantization="int8",
+        embedding_size=report.embedding_size,
         mirror_average=options.mirror_average,
         verification_threshold=report.verification_threshold,
         identification_threshold=identification.get("threshold"),
@@ -436,7 +442,11 @@ def register(group: click.Group) -> None:
 
 
 def run_provenance(model_path: Path) -> dict[str, Any]:
-    """What the training run recorded next to the model (options.json), for the manifest."""
+    """What the training run (options.json) or the import (provenance.json) recorded next to
+    the model, for the manifest; a run started from an imported model carries its import's."""
+    imported = model_path.parent / PROVENANCE_FILE
+    if imported.is_file():
+        return dict(json.loads(imported.read_text()))
     options_file = model_path.parent / "options.json"
     if not options_file.is_file():
         return {}
@@ -446,6 +456,9 @@ def run_provenance(model_path: Path) -> dict[str, Any]:
         "data", "init_weights", "teacher_mirror",
     )  # fmt: skip
     provenance: dict[str, Any] = {key: options[key] for key in keep if options.get(key)}
+    init = Path(str(options.get("init_weights", "")))
+    if (init.parent / PROVENANCE_FILE).is_file():
+        provenance["init_provenance"] = json.loads((init.parent / PROVENANCE_FILE).read_text())
     state_file = model_path.parent / "state.json"
     if state_file.is_file():
         provenance["steps"] = json.loads(state_file.read_text()).get("step")

@@ -106,3 +106,34 @@ def distillation_loss(
         tf.square(tf.matmul(s, s, transpose_b=True) - tf.matmul(t, t, transpose_b=True))
     )
     return direct + relation_weight * relation
+
+
+def consistent_distillation_loss(
+    student: tf.Tensor,
+    online: tf.Tensor,
+    cached: tf.Tensor | None,
+    clean: tf.Tensor,
+    relation_weight: float = 1.0,
+) -> tf.Tensor:
+    """Distillation from a teacher that saw the same view, optionally ensembled with a cached one.
+
+    ``online`` is the online teacher's embedding of the very crop the student saw.
+    The direct term (1 - cosine) needs the student and that teacher in one space
+    (the same width), as when the student starts from the teacher's weights; with
+    another width only the relation term teaches. ``cached`` (dlib's descriptors of
+    the clean crop, centred and normalised) joins the ensemble only where both
+    crops of a pair are clean: there the target similarity is the mean of the two
+    teachers', which is the cosine of their concatenated normalised embeddings.
+    """
+    s = l2_normalize(student)
+    m = l2_normalize(online)
+    target = tf.matmul(m, m, transpose_b=True)
+    if cached is not None:
+        d = l2_normalize(cached)
+        both_clean = clean[:, None] * clean[None, :]
+        target += 0.5 * both_clean * (tf.matmul(d, d, transpose_b=True) - target)
+    relation = tf.reduce_mean(tf.square(tf.matmul(s, s, transpose_b=True) - target))
+    if student.shape[-1] != online.shape[-1]:
+        return relation_weight * relation
+    direct = tf.reduce_mean(1.0 - tf.reduce_sum(s * m, axis=1))
+    return direct + relation_weight * relation

@@ -1,112 +1,16 @@
-"""``trainer train``: options, named recipes and the command; the loop is in training.py.
+"""``trainer train``: the command; its options are in recipes.py, the loop in training.py.
 
 Kept free of TensorFlow so that ``trainer --help`` and the other commands start fast.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 
 from device.errors import PeepholeError
-
-LOSSES = ("distill", "arcface", "triplet")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    data: str
-    run_dir: str
-    loss: str = "distill"
-    activation: str = "relu6"
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "adam"
-    learning_rate: float = 2e-3
-    schedule: str = "cosine"
-    step_epochs: tuple[int, ...] = ()
-    step_rates: tuple[float, ...] = ()
-    warmup_epochs: float = 1.0
-    weight_decay: float = 5e-4
-    arcface_scale: float = 64.0
-    arcface_margin: float = 0.5
-    triplet_margin: float = 0.2
-    identities_per_batch: int = 16
-    images_per_identity: int = 4
-    relation_weight: float = 1.0
-    teacher_mirror: bool = False
-    holdout: float = 0.02
-    init_weights: str = ""
-    max_steps: int = 0
-    max_minutes: float = 0.0
-    save_every: int = 500
-    log_every: int = 50
-    seed: int = 0
-    progress: bool = True
-
-
-# Named recipes; command-line options given explicitly override them.
-PRESETS: dict[str, dict[str, object]] = {
-    # The seed system's FaceNet recipe.
-    "seed-rmsprop": {
-        "loss": "triplet",
-        "optimizer": "rmsprop",
-        "learning_rate": 0.1,
-        "schedule": "step",
-        "step_epochs": (300, 400, 1000),
-        "step_rates": (0.01, 0.001, 0.0001),
-        "warmup_epochs": 0.0,
-        "epochs": 1100,
-    },
-    "arcface": {
-        "loss": "arcface",
-        "optimizer": "sgd",
-        "learning_rate": 0.1,
-        "schedule": "cosine",
-        "warmup_epochs": 1.0,
-        "epochs": 40,
-        "batch_size": 64,
-    },
-    "distill": {
-        "loss": "distill",
-        "optimizer": "adam",
-        "learning_rate": 2e-3,
-        "schedule": "cosine",
-        "warmup_epochs": 0.5,
-        "epochs": 30,
-        "batch_size": 64,
-    },
-}
-
-
-def learning_rate_at(options: TrainOptions, epoch: float) -> float:
-    """The rate at a fractional epoch: linear warmup, then cosine or step decay."""
-    if options.warmup_epochs and epoch < options.warmup_epochs:
-        return options.learning_rate * (epoch + 1e-3) / options.warmup_epochs
-    if options.schedule == "step":
-        rate = options.learning_rate
-        for boundary, value in zip(options.step_epochs, options.step_rates, strict=True):
-            if epoch >= boundary:
-                rate = value
-        return rate
-    if options.schedule == "constant":
-        return options.learning_rate
-    span = max(options.epochs - options.warmup_epochs, 1e-6)
-    progress = min(max((epoch - options.warmup_epochs) / span, 0.0), 1.0)
-    return options.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def options_from_cli(
-    data: str, run_dir: str, preset: str | None, given: dict[str, object]
-) -> TrainOptions:
-    """Defaults, then the preset, then every option the user typed."""
-    options = TrainOptions(data=data, run_dir=run_dir)
-    if preset:
-        options = replace(options, **PRESETS[preset])  # type: ignore[arg-type]
-    return replace(options, **given)  # type: ignore[arg-type]
+from trainer.recipes import LOSSES, PRESETS, options_from_cli
 
 
 def register(group: click.Group) -> None:
@@ -136,9 +40,33 @@ def register(group: click.Group) -> None:
         "--init",
         "init_weights",
         type=click.Path(path_type=Path),
-        help="Start from these weights: a run's last.weights.h5, or an exported .tflite "
-        "(e.g. the shipped model) whose weights are dequantised into the network.",
+        help="Start from these weights: a run's last.weights.h5, an exported .tflite "
+        "(e.g. the shipped model) whose weights are dequantised into MobileFaceNet, or a "
+        ".keras model (e.g. from trainer import-mxnet), which then is the student's network.",
     )
+    @click.option(
+        "--teacher",
+        help="dlib (cached by trainer teacher), a .keras model run online on the student's own "
+        "augmented views (e.g. an imported network), or dlib+MODEL.keras for both.",
+    )
+    @click.option(
+        "--clean-fraction",
+        type=click.FloatRange(0.0, 1.0),
+        help="With dlib+MODEL: the share of each batch left unaugmented for dlib's targets.",
+    )
+    @click.option(
+        "--cpu-replicas",
+        type=click.IntRange(1, 64),
+        help="Without GPUs, split the CPU into this many MirroredStrategy replicas.",
+    )
+    @click.option(
+        "--lfw", "lfw_dir", type=click.Path(path_type=Path), help="LFW images, for the report."
+    )
+    @click.option("--lfw-pairs", type=click.Path(path_type=Path), help="LFW pairs.txt.")
+    @click.option(
+        "--lfw-cache", type=click.Path(path_type=Path), help="Aligned LFW crops (.npz) to reuse."
+    )
+    @click.option("--eval-every", type=int, help="Measure LFW every N steps (with --lfw).")
     @click.option(
         "--teacher-mirror",
         is_flag=True,
@@ -148,13 +76,14 @@ def register(group: click.Group) -> None:
     @click.option("--max-steps", type=int, help="Stop after this many steps in all.")
     @click.option("--max-minutes", type=float, help="Stop cleanly after this long.")
     @click.option("--save-every", type=int, help="Checkpoint every N steps.")
+    @click.option("--log-every", type=int, help="Log and record the loss every N steps.")
     @click.option("--seed", type=int)
     @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
     @click.option("--quiet", is_flag=True, help="No progress bars.")
     def train_command(
         data: Path, run_dir: Path, preset: str | None, resume: bool, quiet: bool, **given: object
     ) -> None:
-        """Train MobileFaceNet on a prepared folder (see trainer prepare / trainer teacher)."""
+        """Train an embedder on a prepared folder (see trainer prepare / trainer teacher)."""
         if not data.is_dir():
             raise PeepholeError(f"training data folder not found: {data}")
         chosen = {

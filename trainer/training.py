@@ -1,11 +1,22 @@
-"""The training loop: MobileFaceNet with ArcFace, triplet or distillation; resumable runs.
+"""The training loop: ArcFace, triplet or distillation; resumable runs under tf.distribute.
 
 A run lives in its own folder: ``train.log`` (one line per logging interval),
 ``options.json``, and a checkpoint (``last.weights.h5`` with the model, ArcFace
 head and optimiser state, plus ``state.json`` with the step) written every
 ``save_every`` steps and at the end of every epoch, so ``--resume`` continues an
 interrupted run where it stopped. ``model.keras`` is the final float model that
-``trainer export-tflite`` reads.
+``trainer export-tflite`` reads. ``metrics.jsonl`` and ``report.png`` follow the
+loss, the held-out cosine to the teacher and, when LFW is given, its accuracy.
+
+Every step runs through a ``tf.distribute.MirroredStrategy``: over every GPU
+when there are any, else over the CPU (split into ``cpu_replicas`` logical
+devices, which is how the distributed path is tested without GPUs). The same
+command therefore uses one GPU, eight, or two CPU cores.
+
+The student is MobileFaceNet, or any network saved as ``.keras`` (``--init``),
+such as the imported MobileFace V2. The teacher is dlib's cached descriptors,
+an online Keras teacher that sees the student's very view (``trainer.views``),
+or both (``dlib+PATH``).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -30,11 +42,39 @@ from trainer.data import (
     teacher_targets,
     triplet_dataset,
 )
-from trainer.losses import ArcFaceHead, arcface_loss, distillation_loss, triplet_semihard_loss
+from trainer.losses import (
+    ArcFaceHead,
+    arcface_loss,
+    consistent_distillation_loss,
+    distillation_loss,
+    l2_normalize,
+    triplet_semihard_loss,
+)
 from trainer.model import build_mobilefacenet
+from trainer.recipes import LOSSES, TeacherSpec, TrainOptions, learning_rate_at
+from trainer.run_report import RunReport
 from trainer.teacher import load_teacher_targets
-from trainer.train import LOSSES, TrainOptions, learning_rate_at
+from trainer.views import consistent_dataset
 from trainer.warmstart import load_tflite_weights
+
+
+def make_strategy(cpu_replicas: int = 1) -> tf.distribute.Strategy:
+    """MirroredStrategy over all GPUs, else over the CPU as ``cpu_replicas`` logical devices."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(len(gpus))])
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas
+            )
+        except RuntimeError:
+            raise PeepholeError(
+                "--cpu-replicas must be set before TensorFlow starts (a fresh process)"
+            ) from None
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][: max(cpu_replicas, 1)]
+    return tf.distribute.MirroredStrategy(devices)
 
 
 def make_optimizer(options: TrainOptions) -> keras.optimizers.Optimizer:
@@ -59,42 +99,62 @@ class TrainResult:
 
 
 class Trainer:
-    """One run: data, model, optional ArcFace head, optimiser and checkpoints."""
+    """One run: data, model, optional ArcFace head or online teacher, optimiser, checkpoints."""
 
     def __init__(self, options: TrainOptions) -> None:
         if options.loss not in LOSSES:
             raise PeepholeError(f"unknown loss {options.loss!r} ({', '.join(LOSSES)})")
         self.options = options
+        self.teacher_spec: TeacherSpec | None = (
+            options.teacher_spec if options.loss == "distill" else None
+        )
+        self.strategy = make_strategy(options.cpu_replicas)
         self.run_dir = Path(options.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log = _run_logger(self.run_dir / "train.log")
+        self.report = RunReport(self.run_dir)
         keras.utils.set_random_seed(options.seed)
         crops = load_prepared(Path(options.data), progress=options.progress)
         self.train_set, self.holdout_set, self.targets, self.holdout_targets = self._split(crops)
-        self.model = build_mobilefacenet(options.activation, weight_decay=options.weight_decay)
-        if options.init_weights.endswith(".tflite"):
-            sample = np.random.default_rng(options.seed).permutation(len(self.train_set))[:512]
-            load_tflite_weights(
-                self.model, Path(options.init_weights), self.train_set.images[sample]
-            )
-        elif options.init_weights:
-            self.model.load_weights(options.init_weights)
-        self.head: ArcFaceHead | None = None
-        if options.loss == "arcface":
-            self.head = ArcFaceHead(
-                len(crops.identities), options.arcface_scale, options.arcface_margin, name="arcface"
-            )
-            self.head.build((None, 128))
-        self.optimizer = make_optimizer(options)
-        self.optimizer.build(self._variables())
+        self.lfw = self._lfw()
+        with self.strategy.scope():
+            self.model = self._student()
+            self.embedding_size = int(self.model.outputs[0].shape[-1])
+            self.online_teacher: keras.Model | None = None
+            if self.teacher_spec and self.teacher_spec.online_model:
+                self.online_teacher = _load_keras(self.teacher_spec.online_model)
+                self.online_teacher.trainable = False
+            self.head: ArcFaceHead | None = None
+            if options.loss == "arcface":
+                self.head = ArcFaceHead(
+                    len(crops.identities),
+                    options.arcface_scale,
+                    options.arcface_margin,
+                    name="arcface",
+                )
+                self.head.build((None, self.embedding_size))
+            self.optimizer = make_optimizer(options)
+            self.optimizer.build(self._variables())
         self.steps_per_epoch = self._steps_per_epoch()
         self.step = 0
+
+    def _student(self) -> keras.Model:
+        init = self.options.init_weights
+        if init.endswith(".keras"):
+            return _load_keras(init)
+        model = build_mobilefacenet(self.options.activation, weight_decay=self.options.weight_decay)
+        if init.endswith(".tflite"):
+            sample = np.random.default_rng(self.options.seed).permutation(len(self.train_set))
+            load_tflite_weights(model, Path(init), self.train_set.images[sample[:512]])
+        elif init:
+            model.load_weights(init)
+        return model
 
     def _split(
         self, crops: CropSet
     ) -> tuple[CropSet, CropSet | None, np.ndarray, np.ndarray | None]:
-        options = self.options
-        if options.loss == "distill":
+        options, spec = self.options, self.teacher_spec
+        if spec is not None and spec.cached_dlib:
             by_source = load_teacher_targets(Path(options.data), options.teacher_mirror)
             rows = np.array([i for i, s in enumerate(crops.sources) if s in by_source], dtype=int)
             if not len(rows):
@@ -105,24 +165,33 @@ class Trainer:
             crops = crops.subset(rows)
             raw = np.stack([by_source[s] for s in crops.sources])
             targets, _ = teacher_targets(raw)
+        elif spec is not None:
+            targets = np.zeros((len(crops), 1), dtype=np.float32)
         else:
             if (crops.labels < 0).any() or not crops.identities:
                 raise PeepholeError(f"{options.data}: {options.loss} needs a folder per identity")
             targets = crops.labels
         order = np.random.default_rng(options.seed).permutation(len(crops))
-        held = int(len(crops) * options.holdout) if options.loss == "distill" else 0
+        held = int(len(crops) * options.holdout) if spec is not None else 0
         if held == 0:
             return crops, None, targets, None
         holdout, train = order[:held], order[held:]
         return crops.subset(train), crops.subset(holdout), targets[train], targets[holdout]
 
-    def _steps_per_epoch(self) -> int:
+    def _lfw(self) -> tuple[list[Any], Any] | None:
+        """LFW pairs and aligned crops for the progress report, when asked for."""
         options = self.options
-        if options.loss == "triplet":
-            per_batch = options.identities_per_batch * options.images_per_identity
-        else:
-            per_batch = options.batch_size
-        return max(1, len(self.train_set) // per_batch)
+        if not (options.eval_every and options.lfw_dir and options.lfw_pairs):
+            return None
+        from trainer.evaluate import aligned_lfw
+        from trainer.lfw import read_pairs
+
+        pairs = read_pairs(Path(options.lfw_pairs), Path(options.lfw_dir))
+        cache = Path(options.lfw_cache) if options.lfw_cache else None
+        return pairs, aligned_lfw(pairs, 2, cache)
+
+    def _steps_per_epoch(self) -> int:
+        return max(1, len(self.train_set) // self._batch_images())
 
     def _variables(self) -> list[keras.Variable]:
         variables = list(self.model.trainable_variables)
@@ -132,6 +201,13 @@ class Trainer:
 
     def _dataset(self) -> tf.data.Dataset:
         options = self.options
+        if self.online_teacher is not None:
+            assert self.teacher_spec is not None
+            cached = self.targets if self.teacher_spec.cached_dlib else None
+            return consistent_dataset(
+                self.train_set.images, cached, options.batch_size, options.clean_fraction,
+                options.seed + self.step,
+            )  # fmt: skip
         if options.loss == "triplet":
             return triplet_dataset(
                 self.train_set.images,
@@ -145,8 +221,18 @@ class Trainer:
         )
         return dataset.repeat()
 
-    def _loss(self, embeddings: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+    def _loss(self, batch: tuple[tf.Tensor, ...]) -> tf.Tensor:
         options = self.options
+        if self.online_teacher is not None:
+            images, cached, clean = batch
+            online = self.online_teacher(images, training=False)
+            embeddings = self.model(images, training=True)
+            use_cached = self.teacher_spec is not None and self.teacher_spec.cached_dlib
+            return consistent_distillation_loss(
+                embeddings, online, cached if use_cached else None, clean, options.relation_weight
+            )
+        images, targets = batch
+        embeddings = self.model(images, training=True)
         if options.loss == "distill":
             return distillation_loss(embeddings, targets, options.relation_weight)
         if options.loss == "triplet":
@@ -156,18 +242,31 @@ class Trainer:
 
     def _train_step_fn(self):  # type: ignore[no-untyped-def]
         variables = self._variables()
+        strategy = self.strategy
+        replicas = strategy.num_replicas_in_sync
 
-        @tf.function(reduce_retracing=True)
-        def train_step(images: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        def replica_step(*batch: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
-                embeddings = self.model(images, training=True)
-                loss = self._loss(embeddings, targets)
+                loss = self._loss(batch)
                 total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
-            gradients = tape.gradient(total, variables)
+                # gradients are summed over replicas: each contributes its share
+                scaled = total / replicas
+            gradients = tape.gradient(scaled, variables)
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return loss
 
+        @tf.function(reduce_retracing=True)
+        def train_step(batch: tuple[tf.Tensor, ...]) -> tf.Tensor:
+            per_replica = strategy.run(replica_step, args=batch)
+            return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
         return train_step
+
+    def _batch_images(self) -> int:
+        options = self.options
+        if options.loss == "triplet":
+            return options.identities_per_batch * options.images_per_identity
+        return options.batch_size
 
     # checkpoints -----------------------------------------------------------------------------
     def save(self) -> None:
@@ -199,15 +298,41 @@ class Trainer:
 
     # the loop ----------------------------------------------------------------------------------
     def holdout_cosine(self) -> float | None:
-        """Mean cosine between student and teacher on held-out faces (distillation only)."""
+        """Mean cosine between student and teacher on held-out clean faces (distillation)."""
         if self.holdout_set is None or self.holdout_targets is None:
             return None
         dataset = pair_dataset(self.holdout_set.images, self.holdout_targets, 128, training=False)
         cosines = []
         for images, targets in dataset:
-            student = tf.math.l2_normalize(self.model(images, training=False), axis=1)
-            cosines.append(tf.reduce_sum(student * targets, axis=1).numpy())
+            student = l2_normalize(self.model(images, training=False))
+            if self.online_teacher is not None:
+                teacher = l2_normalize(self.online_teacher(images, training=False))
+                if student.shape[-1] != teacher.shape[-1]:
+                    return None
+            else:
+                teacher = targets
+            cosines.append(tf.reduce_sum(student * teacher, axis=1).numpy())
         return float(np.concatenate(cosines).mean())
+
+    def lfw_accuracy(self) -> float | None:
+        """LFW 10-fold accuracy of the float student on the aligned crops, for the report."""
+        if self.lfw is None:
+            return None
+        from trainer.evaluate import evaluate_lfw
+        from trainer.export import keras_embed_fn
+
+        pairs, aligned = self.lfw
+        report, _ = evaluate_lfw(pairs, aligned, keras_embed_fn(self.model))
+        return report.verification.accuracy_mean
+
+    def _measure(self) -> None:
+        cosine, lfw = self.holdout_cosine(), self.lfw_accuracy()
+        self.log.info(
+            "step %d holdout cosine to teacher %s LFW %s", self.step,
+            "n/a" if cosine is None else f"{cosine:.4f}",
+            "n/a" if lfw is None else f"{100 * lfw:.2f}%",
+        )  # fmt: skip
+        self.report.add(self.step, holdout_cosine=cosine, lfw=lfw)
 
     def run(self) -> TrainResult:
         options = self.options
@@ -215,10 +340,12 @@ class Trainer:
         if options.max_steps:
             total_steps = min(total_steps, options.max_steps)
         self.log.info(
-            "run %s: %d training crops, %s held out, %d steps/epoch, %d steps, options %s",
+            "run %s: %d training crops, %s held out, %d steps/epoch, %d steps, replicas %d, "
+            "options %s",
             self.run_dir, len(self.train_set),
             len(self.holdout_set) if self.holdout_set else 0,
-            self.steps_per_epoch, total_steps, json.dumps(asdict(options)),
+            self.steps_per_epoch, total_steps, self.strategy.num_replicas_in_sync,
+            json.dumps(asdict(options)),
         )  # fmt: skip
         train_step = self._train_step_fn()
         started = time.monotonic()
@@ -228,12 +355,11 @@ class Trainer:
             total=total_steps, initial=self.step, desc="train", unit="step",
             disable=not options.progress,
         )  # fmt: skip
-        for images, targets in self._dataset():
-            if self.step >= total_steps or time.monotonic() > deadline:
-                break
+        batches = iter(self.strategy.experimental_distribute_dataset(self._dataset()))
+        while self.step < total_steps and time.monotonic() <= deadline:
             epoch = self.step / self.steps_per_epoch
             self.optimizer.learning_rate.assign(learning_rate_at(options, epoch))
-            loss_value = float(train_step(images, targets))
+            loss_value = float(train_step(next(batches)))
             if not math.isfinite(loss_value):
                 raise PeepholeError(f"loss became {loss_value} at step {self.step}; lower the rate")
             self.step += 1
@@ -245,23 +371,24 @@ class Trainer:
                 self.log.info(
                     "step %d epoch %.2f loss %.4f lr %.5f %.1f img/s",
                     self.step, epoch, window_loss / window_steps,
-                    float(self.optimizer.learning_rate),
-                    window_steps * len(images) / max(elapsed, 1e-9),
+                    float(self.optimizer.learning_rate.numpy()),
+                    window_steps * self._batch_images() / max(elapsed, 1e-9),
                 )  # fmt: skip
+                self.report.add(self.step, loss=window_loss / window_steps)
                 window_loss, window_start, window_steps = 0.0, time.monotonic(), 0
             end_of_epoch = self.step % self.steps_per_epoch == 0
             if end_of_epoch or self.step % options.save_every == 0:
                 self.save()
-            if end_of_epoch and self.holdout_set is not None:
-                self.log.info(
-                    "epoch %d holdout cosine to teacher %.4f",
-                    self.step // self.steps_per_epoch, self.holdout_cosine(),
-                )  # fmt: skip
+            evaluate_now = options.eval_every and self.step % options.eval_every == 0
+            if evaluate_now or (end_of_epoch and self.holdout_set is not None):
+                self._measure()
         bar.close()
         self.save()
         model_path = self.run_dir / "model.keras"
         self.model.save(model_path)
         cosine = self.holdout_cosine()
+        if self.lfw is not None:
+            self._measure()
         seconds = time.monotonic() - started
         self.log.info(
             "stopped at step %d (epoch %.2f) after %.0f s; holdout cosine %s; saved %s",
@@ -271,6 +398,12 @@ class Trainer:
         return TrainResult(
             self.step, self.step / self.steps_per_epoch, seconds, loss_value, cosine, model_path
         )
+
+
+def _load_keras(path: str) -> keras.Model:
+    if not Path(path).is_file():
+        raise PeepholeError(f"model not found: {path}")
+    return keras.models.load_model(path, compile=False)
 
 
 def _run_logger(path: Path) -> logging.Logger:
