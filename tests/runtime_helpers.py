@@ -22,12 +22,15 @@ PEOPLE = {
 }
 
 
-def model_options(reference: tuple[Path, Path]) -> list[str]:
+def model_options(reference: tuple[Path, Path] | None) -> list[str]:
+    """Command-line options for this model and manifest; none for the shipped default."""
+    if reference is None:
+        return []
     model, manifest = reference
     return ["--model", str(model), "--manifest", str(manifest)]
 
 
-def enroll_people(gallery: Path, reference: tuple[Path, Path]) -> None:
+def enroll_people(gallery: Path, reference: tuple[Path, Path] | None) -> None:
     """Enroll both people of the clip's folder from their one photo each."""
     runner = CliRunner()
     for name, photo in PEOPLE.items():
@@ -75,7 +78,7 @@ def write_config(
     return path
 
 
-def run_command(config: Path, reference: tuple[Path, Path], *args: str) -> list[str]:
+def run_command(config: Path, reference: tuple[Path, Path] | None, *args: str) -> list[str]:
     return [
         sys.executable,
         "-c",
@@ -96,7 +99,7 @@ def child_environment(**extra: str) -> dict[str, str]:
 
 
 def start_run(
-    config: Path, reference: tuple[Path, Path], *args: str, **env: str
+    config: Path, reference: tuple[Path, Path] | None, *args: str, **env: str
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
         run_command(config, reference, *args),
@@ -109,7 +112,11 @@ def start_run(
 
 
 def run_to_end(
-    config: Path, reference: tuple[Path, Path], *args: str, timeout: float = 180, **env: str
+    config: Path,
+    reference: tuple[Path, Path] | None,
+    *args: str,
+    timeout: float = 180,
+    **env: str,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         run_command(config, reference, *args),

@@ -1,5 +1,6 @@
 """End to end: enroll two people, run ``peephole run`` on real video against a real Mosquitto.
 
+Everything runs with the shipped default model, as a user gets it: no model option.
 The Hamilton clip shows Lin-Manuel Miranda for a stretch and other people;
 Alex Lacamoire, also enrolled, is not in it. The clip is processed once for the
 whole module; each test checks one promise on what the subscriber received.
@@ -62,13 +63,12 @@ def run_video(
     device_id: str,
     broker: Broker,
     workdir: Path,
-    reference_f32: tuple[Path, Path],
     extra_config: str = "",
     mqtt_config: str = "",
 ) -> Run:
     gallery = workdir / "gallery.db"
     if not gallery.exists():
-        enroll_people(gallery, reference_f32)
+        enroll_people(gallery, None)
     outbox = workdir / f"{device_id}-outbox.db"
     config = write_config(
         workdir / f"{device_id}.toml",
@@ -81,7 +81,7 @@ def run_video(
     )
     subscriber = Subscriber(broker, [f"peephole/{device_id}/#", "homeassistant/#"]).connect()
     try:
-        result = run_to_end(config, reference_f32, "--source", str(require_shared(video)))
+        result = run_to_end(config, None, "--source", str(require_shared(video)))
         printed = json_lines(result.stdout)
         ids = {event["event_id"] for event in printed}
         subscriber.wait_for(
@@ -107,12 +107,9 @@ def run_video(
 def clip(
     module_broker: Broker,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
-    reference_f32: tuple[Path, Path],
 ) -> Run:
     workdir = tmp_path_factory.mktemp("clip")
-    return run_video(
-        "data/video/short_hamilton_clip.mp4", "door", module_broker, workdir, reference_f32
-    )
+    return run_video("data/video/short_hamilton_clip.mp4", "door", module_broker, workdir)
 
 
 def test_run_exits_cleanly_and_reports_latency(clip: Run) -> None:
@@ -203,7 +200,6 @@ def test_home_assistant_discovery_is_retained_and_tied_to_availability(clip: Run
 def gifs(
     module_broker: Broker,  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
-    reference_f32: tuple[Path, Path],
 ) -> list[Run]:
     workdir = tmp_path_factory.mktemp("gifs")
     # Faces in these clips are 30-50 px: the full-range detector finds them.
@@ -215,7 +211,6 @@ def gifs(
             device,
             module_broker,
             workdir,
-            reference_f32,
             full_range,
             mqtt,
         )

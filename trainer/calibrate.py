@@ -10,7 +10,6 @@ celebrity112, exactly as ``trainer export-tflite`` does for peephole's own model
 from __future__ import annotations
 
 import datetime
-import json
 from pathlib import Path
 
 import click
@@ -77,12 +76,12 @@ def calibrate(
 ) -> tuple[ModelManifest, dict[str, object]]:
     from trainer.evaluate import (
         aligned_lfw,
-        celebrity_openset,
         evaluate_lfw,
         select_folds,
         tflite_embed_fn,
     )
     from trainer.lfw import read_pairs
+    from trainer.strangers import calibrate_identification
 
     draft, model = draft_manifest(model_path, name, mean, std, color_order, mirror_average)
     embedder = FaceEmbedder(model, draft, draft.sha256)
@@ -104,12 +103,12 @@ def calibrate(
     }
     identification: dict[str, object] = {}
     if celebrity is not None:
-        identification = celebrity_openset(embedder.embed_many, celebrity)
+        identification, how = calibrate_identification(
+            embedder.embed_many, celebrity, aligned.crops
+        )
         facts["identification"] = identification
         if identification.get("threshold") is not None:
-            provenance["identification_threshold"] = (
-                f"open-set on celebrity112 (trainer calibrate): {json.dumps(identification)}"
-            )
+            provenance["identification_threshold"] = f"trainer calibrate: {how}"
     manifest = ModelManifest(
         **{
             **draft.__dict__,

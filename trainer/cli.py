@@ -9,11 +9,12 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import click
+import cv2
 import numpy as np
 
 from device.embedder import FaceEmbedder
@@ -100,6 +101,11 @@ def main() -> None:
 )
 @click.option("--threads", default=2, show_default=True, help="TFLite threads.")
 @click.option(
+    "--greyscale",
+    is_flag=True,
+    help="Convert every aligned crop to grey first, as an infrared night camera sees faces.",
+)
+@click.option(
     "--landmarks",
     type=click.Choice(["blazeface", "mesh"]),
     default="mesh",
@@ -118,6 +124,7 @@ def evaluate(
     roc_png: Path | None,
     json_out: Path | None,
     threads: int,
+    greyscale: bool,
     landmarks: str,
 ) -> None:
     """LFW 10-fold verification through the device's detect-align-embed code, and open-set
@@ -131,6 +138,7 @@ def evaluate(
         write_roc_png,
     )
     from trainer.lfw import read_pairs
+    from trainer.strangers import calibrate_strangers
 
     if (lfw_dir is None) != (pairs_file is None):
         raise PeepholeError("--lfw and --pairs go together")
@@ -147,6 +155,8 @@ def evaluate(
     if lfw_dir is not None and pairs_file is not None:
         pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
         aligned = aligned_lfw(pairs, threads, lfw_cache, landmarks)
+        if greyscale:
+            aligned = replace(aligned, crops={p: grey(c) for p, c in aligned.crops.items()})
         report, similarities = evaluate_lfw(pairs, aligned, embed)
         v = report.verification
         click.echo(
@@ -168,8 +178,18 @@ def evaluate(
         identification = celebrity_openset(embed, celebrity)
         full["identification"] = identification
         click.echo(openset_summary(identification))
+        if lfw_dir is not None:
+            strangers = calibrate_strangers(embed, celebrity, aligned.crops)
+            full["strangers"] = strangers.as_dict()
+            click.echo(f"LFW identities as strangers: {strangers.summary()}")
     if json_out:
         json_out.write_text(json.dumps(full, indent=2) + "\n", encoding="utf-8")
+
+
+def grey(crop: np.ndarray) -> np.ndarray:
+    """An RGB crop as a three-channel grey image."""
+    luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return np.repeat(luma[:, :, np.newaxis], 3, axis=2)
 
 
 def _embed_fn(model_path: Path, manifest_path: Path | None, activation: str, threads: int) -> Any:

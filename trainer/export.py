@@ -74,16 +74,11 @@ class ExportReport:
     lfw_int8_std: float | None = None
     verification_threshold: float | None = None
     identification: dict[str, Any] = field(default_factory=dict)
+    identification_provenance: str = ""
     profile_int8: GraphProfile | None = None
     profile_float: GraphProfile | None = None
     manifest_path: Path | None = None
     failures: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            key: (str(value) if isinstance(value, Path) else value)
-            for key, value in self.__dict__.items()
-        }
 
 
 def load_keras_model(path: Path, activation: str = "relu6") -> Any:
@@ -224,15 +219,14 @@ def profile_graph(path: Path, runs: int = 100) -> GraphProfile:
 
 
 def export(options: ExportOptions) -> ExportReport:
-    from trainer.evaluate import (
-        aligned_lfw,
-        celebrity_openset,
-        evaluate_lfw,
-        select_folds,
-        tflite_embed_fn,
-    )
+    from trainer.evaluate import aligned_lfw, evaluate_lfw, select_folds, tflite_embed_fn
     from trainer.lfw import read_pairs
+    from trainer.strangers import calibrate_identification
 
+    if options.celebrity is not None and options.lfw_dir is None:
+        raise PeepholeError(
+            "--celebrity needs --lfw and --pairs: LFW's identities are the strangers"
+        )
     model = load_keras_model(options.model, str(options.provenance.get("activation", "relu6")))
     total = options.representative_count + options.holdout_count
     crops = sample_crops(options.crops, total, options.seed)
@@ -285,8 +279,10 @@ def export(options: ExportOptions) -> ExportReport:
                 f"int8 loses LFW accuracy: {100 * report.lfw_int8:.2f}% against float "
                 f"{100 * report.lfw_float:.2f}% (allowed drop {100 * options.max_accuracy_drop:.1f} points)"
             )
-    if options.celebrity is not None:
-        report.identification = celebrity_openset(int8.embed_many, options.celebrity)
+        if options.celebrity is not None:
+            report.identification, report.identification_provenance = calibrate_identification(
+                int8.embed_many, options.celebrity, aligned.crops
+            )
     if not report.failures:
         report.manifest_path = write_manifest(options, report)
     return report
@@ -320,10 +316,7 @@ def write_manifest(options: ExportOptions, report: ExportReport) -> Path:
         )
     identification = report.identification
     if identification.get("threshold") is not None:
-        provenance["identification_threshold"] = (
-            f"open-set on celebrity112 at FAR <= {identification['far_target']:.0%}, mean matching, "
-            f"margin {identification['margin']}: {json.dumps(identification)}"
-        )
+        provenance["identification_threshold"] = report.identification_provenance
     manifest = ModelManifest(
         name=options.name,
         sha256=file_sha256(options.output),
@@ -379,7 +372,8 @@ def register(group: click.Group) -> None:
     @click.option(
         "--celebrity",
         type=click.Path(path_type=Path),
-        help="celebrity112 folder: calibrates the identification threshold.",
+        help="celebrity112 folder: the household for the identification threshold, "
+        "calibrated against LFW's identities as strangers (needs --lfw).",
     )
     @click.option("--name", default=ExportOptions.name, show_default=True)
     @click.option("--representative", "representative_count", default=400, show_default=True)
@@ -435,7 +429,7 @@ def register(group: click.Group) -> None:
             click.echo(f"int8: {report.profile_int8.line()}")
             click.echo(f"float32: {report.profile_float.line()}")
         if report.identification:
-            click.echo(f"celebrity112 open-set: {json.dumps(report.identification)}")
+            click.echo(f"identification: {report.identification_provenance}")
         if report.failures:
             raise PeepholeError("parity check failed: " + "; ".join(report.failures))
         click.echo(f"manifest: {report.manifest_path}")
