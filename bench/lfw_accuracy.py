@@ -82,6 +82,16 @@ def _load(cache: Path) -> tuple[dict[Path, np.ndarray], set[Path]]:
     return vectors, misses
 
 
+def peephole_cache(cache_dir: Path, embedding_key: str) -> Path:
+    return cache_dir / f"peephole_lfw_{embedding_key[:16]}.npz"
+
+
+def cached_peephole_vectors(model: Path, cache_dir: Path) -> dict[Path, np.ndarray]:
+    """The LFW embeddings ``peephole_scores`` cached for this model."""
+    key = FaceEmbedder.from_files(model).embedding_key
+    return _load(peephole_cache(cache_dir, key))[0]
+
+
 def peephole_scores(
     models: dict[str, tuple[Path, Path | None]], pairs: list[LfwPair], cache_dir: Path, threads: int
 ) -> dict[str, LfwScore]:
@@ -91,10 +101,7 @@ def peephole_scores(
         name: FaceEmbedder.from_files(m, mf, num_threads=threads)
         for name, (m, mf) in models.items()
     }
-    caches = {
-        name: cache_dir / f"peephole_lfw_{e.embedding_key[:16]}.npz"
-        for name, e in embedders.items()
-    }
+    caches = {name: peephole_cache(cache_dir, e.embedding_key) for name, e in embedders.items()}
     loaded = {name: _load(cache) for name, cache in caches.items()}
     todo = sorted({p for name in models for p in paths if p not in loaded[name][0]})
     seconds = 0.0
