@@ -25,7 +25,7 @@ plane follow the homography to a tenth of a pixel.
 
 The verdict is ``live`` (non-planar motion or a blink seen), ``suspect`` (the
 face moved out of its plane enough to judge, all of it planar, no blink) or
-``undecided`` (it hardly did). It is evidence, not a guarantee: a replayed
+``undecided`` (it hardly did, or too little to tell). It is evidence, not a guarantee: a replayed
 video of a moving face, or a mask, defeats it.
 """
 
@@ -50,7 +50,7 @@ _GRID = np.array(
 # over the points: the crop's alignment jumped, or the flow lost the face):
 # start again from a fresh grid rather than carry a wrong step along.
 _MIN_POINTS = 12
-_MAX_STEP = 3.0
+_MAX_STEP = 10.0
 # The band the flow follows: between these blurs of the crop's grey level.
 _FINE_SIGMA, _COARSE_SIGMA = 1.2, 3.0
 
@@ -71,13 +71,16 @@ class LivenessOptions:
     # Frames with a face mesh a visit gathers before its verdict is final (unless live sooner).
     frames: int = 30
     # Residual after the best homography that a plane does not reach.
-    min_residual: float = 1.0
+    min_residual: float = 0.8
     # Frames that must exceed min_residual: one tracking glitch is not a live face.
     residual_frames: int = 5
-    # Residual after the best similarity (motion out of the image plane) that is enough to judge.
-    min_motion: float = 0.3
-    # Frames that must exceed min_motion.
-    motion_frames: int = 8
+    # A planar frame: the face moved out of the image plane by at least min_motion (residual
+    # after the best similarity), and the homography explains all but planar_share of it
+    # (a turning head leaves most of it: 0.7 to 1.3 measured on real faces, 0.3 on attacks).
+    min_motion: float = 0.25
+    planar_share: float = 0.5
+    # Planar frames, and no live evidence, that make a visit suspect.
+    planar_frames: int = 6
     # A blink: the eye aspect ratio falls below this share of the visit's median, then recovers.
     blink_drop: float = 0.7
 
@@ -190,38 +193,48 @@ class LivenessEvidence:
     options: LivenessOptions
     frames: int = 0
     nonplanar_frames: int = 0
-    moving_frames: int = 0
+    planar_frames: int = 0
     blinked: bool = False
     ratios: list[float] = field(default_factory=list, repr=False)
-    # Where the tracked points started, where they are now, and the crop they are on.
+    # The tracked points: where they started (in the first crop), where they are now
+    # (in the last crop), and that crop, band-passed.
     origin: np.ndarray | None = field(default=None, repr=False)
     points: np.ndarray | None = field(default=None, repr=False)
     previous: np.ndarray | None = field(default=None, repr=False)
 
     def observe(self, mesh: np.ndarray, crop_rgb: np.ndarray) -> None:
+        """One frame's evidence: ``mesh`` for the eyelids, ``crop_rgb`` (the aligned face) for the flow."""
         if self.final:
             return
         self.frames += 1
         self.ratios.append(eye_aspect_ratio(mesh))
         self.blinked = self.blinked or has_blink(self.ratios, self.options.blink_drop)
         detail = band_pass(crop_rgb)
-        if self.previous is not None and self.points is not None and self.origin is not None:
-            moved, status, _ = cv2.calcOpticalFlowPyrLK(
-                self.previous, detail, self.points, self.points.copy(), winSize=(11, 11), maxLevel=1
-            )
-            kept = status.ravel() == 1
-            step = np.linalg.norm((moved - self.points).reshape(-1, 2)[kept], axis=1)
-            self.origin, self.points = self.origin[kept], moved[kept]
-            if len(self.points) < _MIN_POINTS or float(np.median(step)) > _MAX_STEP:
-                self.points = None
-            else:
-                planar, motion = residuals(self.origin.reshape(-1, 2), self.points.reshape(-1, 2))
-                self.nonplanar_frames += planar >= self.options.min_residual
-                self.moving_frames += motion >= self.options.min_motion
-        if self.points is None:
+        if self.previous is not None:
+            self._follow(detail)
+        if self.points is None or self.origin is None:
             self.origin = _GRID.reshape(-1, 1, 2).copy()
             self.points = self.origin.copy()
         self.previous = detail
+
+    def _follow(self, detail: np.ndarray) -> None:
+        """Optical flow of the points from the last crop to this one; residuals against their start."""
+        if self.previous is None or self.points is None or self.origin is None:
+            return
+        moved, status, _ = cv2.calcOpticalFlowPyrLK(
+            self.previous, detail, self.points, self.points.copy(), winSize=(15, 15), maxLevel=2
+        )
+        kept = status.ravel() == 1
+        step = np.linalg.norm((moved - self.points).reshape(-1, 2)[kept], axis=1)
+        if kept.sum() < _MIN_POINTS or float(np.median(step)) > _MAX_STEP:
+            self.points = None
+            return
+        self.origin, self.points = self.origin[kept], moved[kept]
+        planar, motion = residuals(self.origin.reshape(-1, 2), self.points.reshape(-1, 2))
+        self.nonplanar_frames += planar >= self.options.min_residual
+        self.planar_frames += (
+            motion >= self.options.min_motion and planar <= self.options.planar_share * motion
+        )
 
     def interrupt(self) -> None:
         """The face was seen without a mesh: the next frame starts tracking afresh."""
@@ -239,6 +252,6 @@ class LivenessEvidence:
     def verdict(self) -> Liveness:
         if self.live:
             return Liveness.LIVE
-        if self.moving_frames >= self.options.motion_frames:
+        if self.planar_frames >= self.options.planar_frames:
             return Liveness.SUSPECT
         return Liveness.UNDECIDED
