@@ -7,26 +7,29 @@ millisecond per frame, from what the pipeline already computed:
 
 - **non-planar motion**: a 6x6 grid of points inside the aligned 112x112 face
   crop is followed from frame to frame with pyramidal Lucas-Kanade optical flow
-  on a high-passed grey crop (a glare drifting over a print is smooth and
-  drops out). Against the grid where tracking started, the median residual
-  after the best homography (least median of squares) stays near 0.1 px for a
-  plane and grows for a turning or talking head. The median residual after the
-  best similarity transform says whether the face moved out of its plane at
-  all: alignment already removed shift, roll and scale, so a face that only
-  slid, rolled or came closer shows none and cannot be judged.
+  on a band-passed grey crop (a glare drifting over a print is smooth, a
+  screen's moiré is fine: both drop out). Against the grid where tracking
+  started, the median residual after the best homography stays near 0.1-0.3 px
+  for a plane and grows for a turning or talking head: ``min_residual`` in
+  ``residual_frames`` frames is live. The median residual after the best
+  similarity says how far the face moved out of the image plane (alignment
+  already removed shift, roll and scale: a face that only slid, rolled or came
+  closer shows none and cannot be judged). A frame is planar evidence when that
+  motion is at least ``min_motion`` and the homography explains all but
+  ``planar_share`` of it; a head leaves 0.7 to 1.3 of it unexplained.
 - **blinks**: the eye aspect ratio from the face mesh's eyelid points (gap
-  over width) dips well below its median over the visit and comes back.
+  over width) dips below ``blink_drop`` of its median over the visit and comes back.
 
 Why image points and not the mesh's own landmarks: the mesh is a learned 3D
 face fit, and on a tilted photo it answers partly as if the head had turned;
 measured on generated attacks, its landmarks' residual after the best
 homography overlapped real faces (docs/benchmarks.md). Texture points on a
-plane follow the homography to a tenth of a pixel.
+plane follow the homography to a few tenths of a pixel.
 
-The verdict is ``live`` (non-planar motion or a blink seen), ``suspect`` (the
-face moved out of its plane enough to judge, all of it planar, no blink) or
-``undecided`` (it hardly did, or too little to tell). It is evidence, not a guarantee: a replayed
-video of a moving face, or a mask, defeats it.
+The verdict is ``live`` (non-planar motion or a blink seen), ``suspect``
+(``planar_frames`` planar frames, nothing live) or ``undecided`` (the face
+hardly moved out of its plane, or too little to tell). It is evidence, not a
+guarantee: a replayed video of a moving face, or a mask, defeats it.
 """
 
 from __future__ import annotations
