@@ -188,9 +188,9 @@ class LivenessConfig:
 
     ``require = true`` announces a known person whose visit was not ``live``
     (a photo or screen held up, or a face that hardly moved) as unknown with
-    ``reason = "liveness"``. ``frames`` is how many frames with a face mesh a
-    visit gathers before its verdict is final (sooner when it is live); the
-    visitor event waits for it.
+    ``reason = "liveness"``. ``frames`` is how many sightings a visit is
+    watched before its verdict is final (sooner when it is live); the visitor
+    event waits for it.
     """
 
     require: bool = False

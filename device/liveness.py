@@ -71,7 +71,7 @@ class LivenessOptions:
     Residuals are in pixels of the 112x112 aligned crop (eyes about 38 px apart).
     """
 
-    # Frames with a face mesh a visit gathers before its verdict is final (unless live sooner).
+    # Sightings a visit is watched before its verdict is final (unless live sooner).
     frames: int = 30
     # Residual after the best homography that a plane does not reach.
     min_residual: float = 0.8
@@ -191,9 +191,11 @@ def has_blink(ratios: list[float], drop: float) -> bool:
 
 @dataclass
 class LivenessEvidence:
-    """What one track has seen so far; ``observe`` once per frame in which the mesh found the face."""
+    """What one track has seen so far: ``observe`` each sighting with a mesh, ``interrupt`` one without."""
 
     options: LivenessOptions
+    # Sightings so far, and those with a face mesh (the ones that give evidence).
+    seen: int = 0
     frames: int = 0
     nonplanar_frames: int = 0
     planar_frames: int = 0
@@ -209,6 +211,7 @@ class LivenessEvidence:
         """One frame's evidence: ``mesh`` for the eyelids, ``crop_rgb`` (the aligned face) for the flow."""
         if self.final:
             return
+        self.seen += 1
         self.frames += 1
         self.ratios.append(eye_aspect_ratio(mesh))
         self.blinked = self.blinked or has_blink(self.ratios, self.options.blink_drop)
@@ -241,6 +244,7 @@ class LivenessEvidence:
 
     def interrupt(self) -> None:
         """The face was seen without a mesh: the next frame starts tracking afresh."""
+        self.seen += 1
         self.previous = self.points = self.origin = None
 
     @property
@@ -250,7 +254,7 @@ class LivenessEvidence:
     @property
     def final(self) -> bool:
         """Live already, or the window is full: later frames cannot change the verdict."""
-        return self.live or self.frames >= self.options.frames
+        return self.live or self.seen >= self.options.frames
 
     def verdict(self) -> Liveness:
         if self.live:
