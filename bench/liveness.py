@@ -188,6 +188,16 @@ def cost_table(frames: list[list[FaceAnalysis]], repeats: int) -> None:
     print(f"| added by liveness | {on - off:.3f} | {p95['on'] - p95['off']:.3f} |")
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calibration", type=int, default=40)
