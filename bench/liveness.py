@@ -206,9 +206,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cv2.setNumThreads(1)
-    print(
-        f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, thresholds {LivenessOptions()}"
-    )
+    print(f"{time.strftime('%Y-%m-%d')}, {cpu_name()}, {os.cpu_count()} CPUs; {LivenessOptions()}")
     calibration, report = photo_sets(args.calibration, args.utkface, args.lfw)
     hamilton = clip_table()
     cost_table(hamilton, args.repeats)
