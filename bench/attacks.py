@@ -4,8 +4,10 @@ Each sequence is ``seconds`` long at the camera's frame rate. The photo is a
 plane in 3D: a random smooth walk of hand shake (translation and roll), tilt
 (rotation about the plane's horizontal and vertical axes) and approach
 (distance) gives one homography per frame through a pinhole camera. A print
-loses contrast, is blurred and catches a moving glare; a screen gets a dark
-bezel, a gamma curve and a moiré pattern. The background is a random smooth
+loses contrast, is blurred and catches a glare that slides over it as it
+moves; a screen gets a dark bezel, a gamma curve and a moiré pattern (drawn
+on the screen's pixels, so it moves with the screen; a real moiré also drifts
+against it, which this generator does not model). The background is a random smooth
 colour field with sensor noise on top. Everything comes from one seeded
 generator, so a sequence is reproducible.
 """
@@ -100,7 +102,7 @@ def _as_print(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _as_screen(photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A phone: gamma, a moiré of the pixel grid beating with the camera's, a dark bezel."""
+    """A phone: gamma, stripes standing in for the moiré of its pixel grid, a dark bezel."""
     gamma = rng.uniform(0.7, 1.4)
     image = 255.0 * (photo.astype(np.float32) / 255.0) ** gamma
     height, width = image.shape[:2]
