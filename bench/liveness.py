@@ -2,10 +2,10 @@
 
 Attacks are rendered by ``bench/attacks.py`` from still photos: each photo is
 held up once, as a print or on a phone screen (alternately). The thresholds in
-``device.liveness.LivenessOptions`` were set on the calibration photos (the
-first ``--calibration`` UTKFace photos of a fixed shuffle); the report photos
-are others: more UTKFace photos, one LFW photo each of different people, and
-the two enrollment photos of ``data/video``. The real clips are the three of
+``device.liveness.LivenessOptions`` were set on the calibration photos
+(``--calibration`` UTKFace photos and as many LFW people); the report photos
+are others that development never looked at: more UTKFace photos, one LFW
+photo each of other people, and the two enrollment photos of ``data/video``. The real clips are the three of
 ``data/video``. Cost: the tracker's update with liveness on and off, on the
 same analysed frames, interleaved frame by frame, OpenCV and TFLite on one
 thread.
@@ -39,6 +39,8 @@ from device.tracker import Track, TrackerOptions, VisitorTracker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
+# Photos at the head of each shuffle that development saw; never reported on.
+_DEVELOPMENT = 400
 CLIPS = {
     "short_hamilton_clip.mp4": "short",
     "face-demographics-walking-and-pause.gif": "full",
@@ -87,13 +89,20 @@ def read_clip(path: Path) -> list[np.ndarray]:
 
 
 def photo_sets(calibration: int, utkface: int, lfw: int) -> tuple[list[Path], list[Path]]:
-    """(calibration photos, report photos): disjoint, reproducible."""
+    """(calibration photos, report photos): disjoint, reproducible.
+
+    Calibration: the first ``calibration`` photos of a fixed UTKFace shuffle and
+    one photo each of the first ``calibration`` people of a fixed LFW shuffle.
+    Report: photos from after the first ``_DEVELOPMENT`` of each shuffle (all
+    that development looked at, a first held-out run included), and the two
+    enrollment photos.
+    """
     utk = sorted((SHARED / "data/unlabeled/utkface").glob("*.jpg"))
     random.Random(7).shuffle(utk)
-    report = utk[calibration : calibration + utkface]
-    report += lfw_people(SHARED / "data/lfw/images", lfw, seed=16)
+    people = lfw_people(SHARED / "data/lfw/images", _DEVELOPMENT + lfw, seed=16)
+    report = utk[_DEVELOPMENT : _DEVELOPMENT + utkface] + people[_DEVELOPMENT:]
     report += sorted((SHARED / "data/video").glob("*.png"))
-    return utk[:calibration], report
+    return utk[:calibration] + people[:calibration], report
 
 
 def attack_runs(

@@ -44,11 +44,13 @@ import numpy as np
 # eye aspect ratio is (|p2-p6| + |p3-p5|) / (2 |p1-p4|).
 _EYES = ((33, 160, 158, 133, 153, 144), (362, 385, 387, 263, 373, 380))
 # Where points are followed in the aligned 112x112 crop: between the eyes' outer
-# halves and the mouth, so that the grid stays on the face (never on the
-# background or the print's margin) for all but extreme head turns.
-_GRID = np.array(
-    [(x, y) for y in np.linspace(44, 92, 6) for x in np.linspace(38, 74, 6)], dtype=np.float32
-)
+# halves and the mouth, so that they stay on the face (never on the background
+# or the print's margin) for all but extreme head turns. Only corners are
+# followed (Shi-Tomasi): on smooth skin or along a screen's moiré stripes the
+# flow slides, and a sliding point looks like a face that is not flat.
+_REGION = np.zeros((112, 112), np.uint8)
+_REGION[40:96, 34:78] = 255
+_MAX_CORNERS, _CORNER_QUALITY, _CORNER_SPACING = 40, 0.05, 5.0
 # Fewer points than this left tracked, or a step longer than this (pixels, median
 # over the points: the crop's alignment jumped, or the flow lost the face):
 # start again from a fresh grid rather than carry a wrong step along.
@@ -56,6 +58,8 @@ _MIN_POINTS = 12
 _MAX_STEP = 10.0
 # The band the flow follows: between these blurs of the crop's grey level.
 _FINE_SIGMA, _COARSE_SIGMA = 1.2, 3.0
+# Lucas-Kanade window (pixels) and pyramid levels above the crop.
+_WINDOW, _LEVELS = 15, 2
 
 
 class Liveness(StrEnum):
@@ -74,16 +78,16 @@ class LivenessOptions:
     # Sightings a visit is watched before its verdict is final (unless live sooner).
     frames: int = 30
     # Residual after the best homography that a plane does not reach.
-    min_residual: float = 0.8
+    min_residual: float = 1.0
     # Frames that must exceed min_residual: one tracking glitch is not a live face.
-    residual_frames: int = 5
+    residual_frames: int = 8
     # A planar frame: the face moved out of the image plane by at least min_motion (residual
     # after the best similarity), and the homography explains all but planar_share of it
     # (a turning head leaves most of it: 0.7 to 1.3 measured on real faces, 0.3 on attacks).
-    min_motion: float = 0.25
-    planar_share: float = 0.5
+    min_motion: float = 0.2
+    planar_share: float = 0.6
     # Planar frames, and no live evidence, that make a visit suspect.
-    planar_frames: int = 6
+    planar_frames: int = 4
     # A blink: the eye aspect ratio falls below this share of the visit's median, then recovers.
     blink_drop: float = 0.7
 
@@ -219,16 +223,31 @@ class LivenessEvidence:
         if self.previous is not None:
             self._follow(detail)
         if self.points is None or self.origin is None:
-            self.origin = _GRID.reshape(-1, 1, 2).copy()
-            self.points = self.origin.copy()
+            self._start(detail)
         self.previous = detail
+
+    def _start(self, detail: np.ndarray) -> None:
+        """Pick the corners to follow from this crop on (none if it has too few)."""
+        corners = cv2.goodFeaturesToTrack(
+            detail, _MAX_CORNERS, _CORNER_QUALITY, _CORNER_SPACING, mask=_REGION
+        )
+        if corners is None or len(corners) < _MIN_POINTS:
+            self.origin = self.points = None
+            return
+        self.origin = corners.astype(np.float32).reshape(-1, 1, 2)
+        self.points = self.origin.copy()
 
     def _follow(self, detail: np.ndarray) -> None:
         """Optical flow of the points from the last crop to this one; residuals against their start."""
         if self.previous is None or self.points is None or self.origin is None:
             return
         moved, status, _ = cv2.calcOpticalFlowPyrLK(
-            self.previous, detail, self.points, self.points.copy(), winSize=(15, 15), maxLevel=2
+            self.previous,
+            detail,
+            self.points,
+            self.points.copy(),
+            winSize=(_WINDOW, _WINDOW),
+            maxLevel=_LEVELS,
         )
         kept = status.ravel() == 1
         step = np.linalg.norm((moved - self.points).reshape(-1, 2)[kept], axis=1)
