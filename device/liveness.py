@@ -5,11 +5,10 @@ is shaken, tilted or brought closer, its points between two frames follow one
 homography. A head that turns or talks does not. Two signals, well under a
 millisecond per frame, from what the pipeline already computed:
 
-- **non-planar motion**: a 6x6 grid of points inside the aligned 112x112 face
-  crop is followed from frame to frame with pyramidal Lucas-Kanade optical flow
-  on a band-passed grey crop (a glare drifting over a print is smooth, a
-  screen's moiré is fine: both drop out). Against the grid where tracking
-  started, the median residual after the best homography stays near 0.1-0.3 px
+- **non-planar motion**: up to 40 corners inside the aligned 112x112 face
+  crop are followed from frame to frame with pyramidal Lucas-Kanade optical
+  flow on a band-passed grey crop (a glare drifting over a print is smooth, a
+  screen's moiré is fine: both drop out). Against where tracking started, the median residual after the best homography stays near 0.1-0.3 px
   for a plane and grows for a turning or talking head: ``min_residual`` in
   ``residual_frames`` frames is live. The median residual after the best
   similarity says how far the face moved out of the image plane (alignment
@@ -53,7 +52,7 @@ _REGION[40:96, 34:78] = 255
 _MAX_CORNERS, _CORNER_QUALITY, _CORNER_SPACING = 40, 0.05, 5.0
 # Fewer points than this left tracked, or a step longer than this (pixels, median
 # over the points: the crop's alignment jumped, or the flow lost the face):
-# start again from a fresh grid rather than carry a wrong step along.
+# start again from fresh corners rather than carry a wrong step along.
 _MIN_POINTS = 12
 _MAX_STEP = 10.0
 # The band the flow follows: between these blurs of the crop's grey level.
