@@ -8,8 +8,9 @@ millisecond per frame, from what the pipeline already computed:
 - **non-planar motion**: up to 40 corners inside the aligned 112x112 face
   crop are followed from frame to frame with pyramidal Lucas-Kanade optical
   flow on a band-passed grey crop (a glare drifting over a print is smooth, a
-  screen's moiré is fine: both drop out). Against where tracking started, the median residual after the best homography stays near 0.1-0.3 px
-  for a plane and grows for a turning or talking head: ``min_residual`` in
+  screen's moiré is fine: both drop out). Against where tracking started, the
+  median residual after the best homography stays near 0.1-0.3 px for a plane
+  and grows for a turning or talking head: ``min_residual`` in
   ``residual_frames`` frames is live. The median residual after the best
   similarity says how far the face moved out of the image plane (alignment
   already removed shift, roll and scale: a face that only slid, rolled or came
@@ -17,7 +18,8 @@ millisecond per frame, from what the pipeline already computed:
   motion is at least ``min_motion`` and the homography explains all but
   ``planar_share`` of it; a head leaves 0.7 to 1.3 of it unexplained.
 - **blinks**: the eye aspect ratio from the face mesh's eyelid points (gap
-  over width) dips below ``blink_drop`` of its median over the visit and comes back.
+  over width) dips below ``blink_drop`` of its median over the visit and
+  comes back.
 
 Why image points and not the mesh's own landmarks: the mesh is a learned 3D
 face fit, and on a tilted photo it answers partly as if the head had turned;
