@@ -33,7 +33,7 @@ from bench.attacks import Attack, render_attack
 from bench.frame_sets import lfw_people
 from device.config import Config
 from device.imageio import read_image
-from device.liveness import LivenessOptions
+from device.liveness import Liveness, LivenessOptions
 from device.pipeline import FaceAnalysis, FacePipeline
 from device.tracker import Track, TrackerOptions, VisitorTracker
 
@@ -107,23 +107,28 @@ def photo_sets(calibration: int, utkface: int, lfw: int) -> tuple[list[Path], li
 
 def attack_runs(
     photos: list[Path], seed: int, pipe: FacePipeline
-) -> Iterator[tuple[Attack, list[Track]]]:
+) -> Iterator[tuple[Path, Attack, list[Track]]]:
     kinds = list(Attack)
     for number, path in enumerate(photos):
         kind = kinds[number % len(kinds)]
         frames = render_attack(read_image(path), kind, seed=seed + number)
         analysed = [pipe.analyse(frame, embed=False) for frame in frames]
-        yield kind, visits(analysed, LivenessOptions())
+        yield path, kind, visits(analysed, LivenessOptions())
 
 
 def verdict_table(title: str, photos: list[Path], seed: int, pipe: FacePipeline) -> None:
     counts: dict[Attack, Counter[str]] = {kind: Counter() for kind in Attack}
-    for kind, tracks in attack_runs(photos, seed, pipe):
+    passed: list[str] = []
+    for path, kind, tracks in attack_runs(photos, seed, pipe):
         if not tracks:
             counts[kind]["no visit"] += 1
         for track in tracks:
             assert track.decision is not None and track.decision.liveness is not None
             counts[kind][track.decision.liveness.value] += 1
+            if track.decision.liveness is Liveness.LIVE:
+                passed.append(
+                    f"{path.name} ({kind.value}, face {track.box[2] - track.box[0]:.0f} px)"
+                )
     print(f"\n{title}: {len(photos)} photos, each held up once")
     print("| attack | visits | suspect | live | undecided | no visit |")
     print("|---|---|---|---|---|---|")
@@ -135,6 +140,8 @@ def verdict_table(title: str, photos: list[Path], seed: int, pipe: FacePipeline)
             f"| {'all' if kind is None else kind.value} | {total} | {count['suspect']} ({share:.1f}%) "
             f"| {count['live']} | {count['undecided']} | {count['no visit']} |"
         )
+    if passed:
+        print(f"live: {'; '.join(passed)}")
 
 
 def clip_table() -> list[list[FaceAnalysis]]:
