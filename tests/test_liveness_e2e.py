@@ -2,9 +2,9 @@
 
 ``bench/attacks.py`` renders the replay (2.2 s at 15 fps, hand shake, tilt and
 approach, screen gamma, moiré and bezel) into an image folder; ``peephole run``
-watches it twice, with ``[liveness] require`` off and on. The real Hamilton
-clip, where he is named ``live`` with ``require = true``, is in
-``tests/test_runtime_e2e.py``.
+watches it twice, with ``[liveness] require`` off and on. On the real
+Hamilton clip, with ``require = true``, he is still named, ``live``. Both use
+the reference model, so they do not depend on which default model ships.
 """
 
 from __future__ import annotations
@@ -69,3 +69,25 @@ def test_with_liveness_required_the_photo_is_not_named_and_keeps_its_similarity(
     assert refused["reason"] == "liveness"
     assert refused["similarity"] == named["similarity"]
     assert refused["similarity"] > 0.5
+
+
+def test_the_hamilton_clip_still_names_him_live_when_liveness_is_required(
+    tmp_path: Path, reference_f32: tuple[Path, Path]
+) -> None:
+    gallery = tmp_path / "gallery.db"
+    enroll_people(gallery, reference_f32)
+    config = write_config(
+        tmp_path / "config.toml",
+        gallery=gallery,
+        outbox=tmp_path / "outbox.db",
+        extra="[liveness]\nrequire = true\n",
+    )
+    clip = require_shared("data/video/short_hamilton_clip.mp4")
+    result = run_to_end(config, reference_f32, "--source", str(clip))
+    assert result.returncode == 0, result.stderr
+    visitors = [e for e in json_lines(result.stdout) if e["event"] == "visitor"]
+    named = [e for e in visitors if e["known"]]
+    assert [(e["person"], e["liveness"], e["reason"]) for e in named] == [(LIN, "live", None)]
+    # Nobody real is taken for a photo, and only a match is ever refused for liveness.
+    assert all(e["liveness"] in ("live", "undecided") for e in visitors), visitors
+    assert all(e["reason"] is None for e in visitors), visitors

@@ -2,8 +2,7 @@
 
 The Hamilton clip shows Lin-Manuel Miranda for a stretch and other people;
 Alex Lacamoire, also enrolled, is not in it. The clip is processed once for the
-whole module, with ``[liveness] require = true``: a real face is still named.
-Each test checks one promise on what the subscriber received.
+whole module; each test checks one promise on what the subscriber received.
 """
 
 from __future__ import annotations
@@ -114,12 +113,7 @@ def clip(
 ) -> Run:
     workdir = tmp_path_factory.mktemp("clip")
     return run_video(
-        "data/video/short_hamilton_clip.mp4",
-        "door",
-        module_broker,
-        workdir,
-        reference_f32,
-        "[liveness]\nrequire = true\n",
+        "data/video/short_hamilton_clip.mp4", "door", module_broker, workdir, reference_f32
     )
 
 
