@@ -183,6 +183,25 @@ class RuntimeConfig:
 
 
 @dataclass
+class LivenessConfig:
+    """Liveness evidence per visit (device/liveness.py); needs ``[detector] landmarks = "mesh"``.
+
+    ``require = true`` announces a known person whose visit was not ``live``
+    (a photo or screen held up, or a face that hardly moved) as unknown with
+    ``reason = "liveness"``. ``frames`` is how many sightings a visit is
+    watched before its verdict is final (sooner when it is live); the visitor
+    event waits for it.
+    """
+
+    require: bool = False
+    frames: int = 30
+
+    def validate(self) -> None:
+        if not 2 <= self.frames <= 1000:
+            raise ConfigError(f"[liveness] frames must be 2-1000, not {self.frames}")
+
+
+@dataclass
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -192,6 +211,7 @@ class Config:
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
 
 
 def default_config_path() -> Path:
@@ -236,6 +256,8 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> Config:
         validate = getattr(section, "validate", None)
         if validate:
             validate()
+    if config.liveness.require and config.detector.landmarks != "mesh":
+        raise ConfigError('[liveness] require = true needs [detector] landmarks = "mesh"')
     return config
 
 

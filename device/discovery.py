@@ -1,7 +1,10 @@
 """Home Assistant MQTT discovery: one device with its entities, all tied to the availability topic.
 
 Entities: an ``event`` (event types ``known_visitor`` and ``unknown_visitor``),
-a ``sensor`` holding the last visitor's name (or ``unknown``), a
+a ``sensor`` holding the last visitor's name (or ``unknown``), a ``sensor``
+holding the last visit's liveness verdict (``live``, ``suspect``,
+``undecided``; ``unknown`` without the face mesh) so an automation can
+require ``live``, a
 ``binary_sensor`` that is on while someone is at the door, and an ``image``
 showing the best face of the last visit when snapshots are on. Configs are
 published retained to ``<discovery_prefix>/<component>/<node>/<object>/config``.
@@ -98,6 +101,12 @@ def discovery_messages(
             "state_topic": visitor,
             "value_template": "{{ value_json.person if value_json.known else 'unknown' }}",
             "icon": "mdi:account-question",
+        },
+        ("sensor", "last_visitor_liveness"): {
+            "name": "Last visitor liveness",
+            "state_topic": visitor,
+            "value_template": "{{ value_json.liveness or 'unknown' }}",
+            "icon": "mdi:face-recognition",
         },
         ("binary_sensor", "at_door"): {
             "name": "Someone at the door",

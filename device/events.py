@@ -21,7 +21,10 @@ class VisitorEvent:
     """One announcement: a visitor decided (``visitor``) or gone (``visitor_left``).
 
     ``event_type`` is what Home Assistant's MQTT event entity reads:
-    ``known_visitor``, ``unknown_visitor`` or ``visitor_left``. ``latency_ms``
+    ``known_visitor``, ``unknown_visitor`` or ``visitor_left``. ``liveness`` is
+    the visit's verdict (``live``, ``suspect``, ``undecided``; None without
+    the face mesh); ``reason`` says why a match was not announced as known
+    (``liveness``), else None. ``latency_ms``
     runs from the capture of the track's first frame to the event's creation
     (just before it is stored and published); ``duration_s`` is how long the
     visitor was seen (``visitor_left`` only).
@@ -39,6 +42,8 @@ class VisitorEvent:
     margin: float | None
     frames: int
     quality: float
+    liveness: str | None = None
+    reason: str | None = None
     latency_ms: float | None = None
     duration_s: float | None = None
 
@@ -68,6 +73,8 @@ def visitor_event(track: Track, device_id: str, now_monotonic: float) -> Visitor
         margin=_rounded(decision.margin, 4),
         frames=decision.frames_used,
         quality=round(decision.quality, 4),
+        liveness=_verdict(decision),
+        reason=decision.reason,
         latency_ms=round((now_monotonic - track.first_captured) * 1000.0, 1),
     )
 
@@ -87,8 +94,14 @@ def visitor_left_event(track: Track, device_id: str) -> VisitorEvent:
         margin=_rounded(decision.margin, 4),
         frames=decision.frames_used,
         quality=round(decision.quality, 4),
+        liveness=_verdict(decision),
+        reason=decision.reason,
         duration_s=round(track.last_captured - track.first_captured, 3),
     )
+
+
+def _verdict(decision: Decision) -> str | None:
+    return None if decision.liveness is None else decision.liveness.value
 
 
 def _decision(track: Track) -> Decision:

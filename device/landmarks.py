@@ -46,6 +46,11 @@ class FaceMesh:
 
     def five_points(self, image_rgb: np.ndarray, detection: Detection) -> np.ndarray | None:
         """(5, 2) eye centres, nose tip and mouth corners in frame pixels, or None if unsure."""
+        mesh = self.mesh_points(image_rgb, detection)
+        return None if mesh is None else five_from_mesh(mesh)
+
+    def mesh_points(self, image_rgb: np.ndarray, detection: Detection) -> np.ndarray | None:
+        """(468, 2) mesh points in frame pixels, or None if the mesh sees no face."""
         to_roi = self._roi_transform(detection)
         patch = cv2.warpAffine(image_rgb, to_roi, (_INPUT, _INPUT), flags=cv2.INTER_LINEAR)
         tensor = (patch.astype(np.float32) / 255.0)[np.newaxis]
@@ -55,17 +60,8 @@ class FaceMesh:
             return None
         mesh = raw_mesh.reshape(-1, 3)[:, :2]
         back = cv2.invertAffineTransform(to_roi)
-        mesh_px = mesh @ back[:, :2].T + back[:, 2]
-        return np.array(
-            [
-                mesh_px[list(_LEFT_EYE)].mean(axis=0),
-                mesh_px[list(_RIGHT_EYE)].mean(axis=0),
-                mesh_px[_NOSE_TIP],
-                mesh_px[_MOUTH_LEFT],
-                mesh_px[_MOUTH_RIGHT],
-            ],
-            dtype=np.float32,
-        )
+        points: np.ndarray = (mesh @ back[:, :2].T + back[:, 2]).astype(np.float32)
+        return points
 
     @staticmethod
     def _roi_transform(detection: Detection) -> np.ndarray:
@@ -78,3 +74,17 @@ class FaceMesh:
         matrix = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), angle, _INPUT / side)
         matrix[:, 2] += np.array([_INPUT / 2, _INPUT / 2]) - centre
         return matrix
+
+
+def five_from_mesh(mesh: np.ndarray) -> np.ndarray:
+    """The five ArcFace points (eye centres, nose tip, mouth corners) of a (468, 2) mesh."""
+    return np.array(
+        [
+            mesh[list(_LEFT_EYE)].mean(axis=0),
+            mesh[list(_RIGHT_EYE)].mean(axis=0),
+            mesh[_NOSE_TIP],
+            mesh[_MOUTH_LEFT],
+            mesh[_MOUTH_RIGHT],
+        ],
+        dtype=np.float32,
+    )

@@ -13,18 +13,23 @@ from device.align import align_face
 from device.config import Config, QualityConfig
 from device.detector import Detection, DetectorVariant, FaceDetector, FaceDetectorOptions
 from device.embedder import FaceEmbedder
-from device.landmarks import FaceMesh
+from device.landmarks import FaceMesh, five_from_mesh
 from device.quality import QualityReport, assess
 
 
 @dataclass(frozen=True)
 class FaceAnalysis:
-    """One detected face: where it is, how good it is, and (if good) its embedding."""
+    """One detected face: where it is, how good it is, and (if good) its embedding.
+
+    ``mesh`` is the face mesh's (468, 2) points in frame pixels when the mesh
+    ran and saw a face: the tracker gathers liveness evidence from it.
+    """
 
     detection: Detection
     quality: QualityReport
     crop: np.ndarray
     embedding: np.ndarray | None
+    mesh: np.ndarray | None = None
 
     @property
     def accepted(self) -> bool:
@@ -85,7 +90,8 @@ class FacePipeline:
         self, image_rgb: np.ndarray, detection: Detection, embed: bool = True
     ) -> FaceAnalysis:
         started = time.perf_counter()
-        points = self.mesh.five_points(image_rgb, detection) if self.mesh else None
+        mesh = self.mesh.mesh_points(image_rgb, detection) if self.mesh else None
+        points = None if mesh is None else five_from_mesh(mesh)
         if self.mesh:
             self._record("landmarks", started)
             started = time.perf_counter()
@@ -99,7 +105,9 @@ class FacePipeline:
             started = time.perf_counter()
             embedding = self.embedder.embed(crop)
             self._record("embed", started)
-        return FaceAnalysis(detection=detection, quality=report, crop=crop, embedding=embedding)
+        return FaceAnalysis(
+            detection=detection, quality=report, crop=crop, embedding=embedding, mesh=mesh
+        )
 
     def _record(self, stage: str, started: float) -> None:
         if self.timer is not None:

@@ -26,6 +26,7 @@ from device.discovery import PRESENCE_OFF, PRESENCE_ON
 from device.errors import PeepholeError
 from device.events import visitor_event, visitor_left_event
 from device.gallery import Gallery
+from device.liveness import LivenessOptions
 from device.matching import Matcher
 from device.pipeline import FaceAnalysis, FacePipeline
 from device.publisher import EventPublisher
@@ -79,6 +80,11 @@ def tracker_options(config: Config, threshold: float) -> TrackerOptions:
         max_frames=runtime.max_frames,
         unknown_after_frames=runtime.unknown_after_frames,
         unknown_below=threshold - runtime.unknown_margin,
+        # Without the face mesh there are no landmarks to judge liveness from.
+        liveness=LivenessOptions(frames=config.liveness.frames)
+        if config.detector.landmarks == "mesh"
+        else None,
+        require_live=config.liveness.require,
     )
 
 

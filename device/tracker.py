@@ -15,18 +15,25 @@ convincing:
   track ended undecided after at least ``min_hits`` sightings.
 
 Shorter tracks (a passing false detection) are dropped without a decision.
+
+With liveness on, each track also gathers liveness evidence from its face
+meshes (``device.liveness``); a decided track is handed on only once its
+verdict is final (live, or a full window of frames, or the track ended), and
+with ``require_live`` a known person without a ``live`` verdict is handed on
+as unknown with the reason ``liveness``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
 
 from device.detector import Detection
+from device.liveness import Liveness, LivenessEvidence, LivenessOptions
 from device.quality import QualityReport
 
 Box = tuple[float, float, float, float]
@@ -63,6 +70,12 @@ class Observation(Protocol):
     @property
     def embedding(self) -> np.ndarray | None: ...
 
+    @property
+    def crop(self) -> np.ndarray: ...
+
+    @property
+    def mesh(self) -> np.ndarray | None: ...
+
 
 @dataclass(frozen=True)
 class TrackerOptions:
@@ -77,6 +90,10 @@ class TrackerOptions:
     # A mean similarity below this (and no single frame naming anyone) is a stranger
     # for sure: decided after min_frames. -1 switches the early decision off.
     unknown_below: float = -1.0
+    # Liveness evidence per track; None when there is no face mesh to gather it from.
+    liveness: LivenessOptions | None = None
+    # A known person without a live verdict is announced as unknown (reason "liveness").
+    require_live: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +106,9 @@ class Decision:
     margin: float | None
     frames_used: int
     quality: float
+    liveness: Liveness | None = None
+    # Why a match was not announced as known ("liveness"), or None.
+    reason: str | None = None
 
 
 @dataclass
@@ -108,6 +128,9 @@ class Track:
     # Whether this frame gave the track its best face so far (a snapshot moment).
     improved: bool = False
     decision: Decision | None = None
+    liveness: LivenessEvidence | None = None
+    # Whether the decision was handed on (in a TrackerStep's ``decided``).
+    reported: bool = False
 
     def mean_embedding(self) -> np.ndarray:
         mean: np.ndarray = np.mean(np.stack(self.embeddings), axis=0).astype(np.float32)
@@ -155,6 +178,9 @@ class VisitorTracker:
                     first_index=frame_index,
                     last_index=frame_index,
                     last_captured=captured,
+                    liveness=LivenessEvidence(self.options.liveness)
+                    if self.options.liveness
+                    else None,
                 )
                 self._next_id += 1
                 self.tracks.append(track)
@@ -167,8 +193,10 @@ class VisitorTracker:
                 track.last_captured = captured
             matched_tracks.add(track.track_id)
             self._observe(track, face)
-            if track.decision is None and self._decide(track, final=False):
-                step.decided.append(track)
+            if track.decision is None:
+                self._decide(track, final=False)
+            if self._ready(track):
+                self._report(track, step)
         for track in list(self.tracks):
             if track.track_id in matched_tracks:
                 continue
@@ -188,7 +216,8 @@ class VisitorTracker:
         self.tracks.remove(track)
         if track.decision is None and track.hits >= self.options.min_hits:
             self._decide(track, final=True)
-            step.decided.append(track)
+        if track.decision is not None and not track.reported:
+            self._report(track, step)
         if track.decision is not None:
             step.ended.append(track)
 
@@ -197,6 +226,11 @@ class VisitorTracker:
         if quality > track.best_quality:
             track.best_quality = quality
             track.improved = True
+        if track.liveness is not None:
+            if face.mesh is None:
+                track.liveness.interrupt()
+            else:
+                track.liveness.observe(face.mesh, face.crop)
         if face.embedding is None or track.decision is not None:
             return
         track.embeddings.append(face.embedding)
@@ -204,6 +238,26 @@ class VisitorTracker:
         match = self.identify(face.embedding)
         if match.known and match.person is not None:
             track.votes[match.person] += 1
+
+    @staticmethod
+    def _ready(track: Track) -> bool:
+        """Decided, not handed on yet, and no later frame could change the liveness verdict."""
+        if track.decision is None or track.reported:
+            return False
+        return track.liveness is None or track.liveness.final
+
+    def _report(self, track: Track, step: TrackerStep) -> None:
+        """Hand the decision on with the liveness verdict as it stands now."""
+        decision = track.decision
+        assert decision is not None
+        if track.liveness is not None:
+            verdict = track.liveness.verdict()
+            decision = replace(decision, liveness=verdict)
+            if self.options.require_live and decision.known and verdict is not Liveness.LIVE:
+                decision = replace(decision, person=None, known=False, reason="liveness")
+        track.decision = decision
+        track.reported = True
+        step.decided.append(track)
 
     def _decide(self, track: Track, final: bool) -> bool:
         options = self.options

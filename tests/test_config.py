@@ -30,6 +30,14 @@ def test_every_option_has_a_default(tmp_path: Path) -> None:
         ({"detector": {"variant": "long"}}, "variant must be"),
         ({"quality": {"max_yaw": float("nan")}}, "finite"),
         ({"model": "x"}, "must be a table"),
+        ({"liveness": {"require": "yes"}}, "liveness] require: expected bool"),
+        ({"liveness": {"requires": True}}, "unknown option 'requires'"),
+        ({"liveness": {"frames": 1}}, "[liveness] frames must be 2-1000"),
+        ({"liveness": []}, "[liveness] must be a table"),
+        (
+            {"liveness": {"require": True}, "detector": {"landmarks": "blazeface"}},
+            '[liveness] require = true needs [detector] landmarks = "mesh"',
+        ),
     ],
 )
 def test_invalid_values_are_named(raw: dict, message: str) -> None:
@@ -73,3 +81,14 @@ def test_world_readable_config_is_warned_about(
     os.chmod(path, 0o644)
     load_config(path)
     assert "readable by other users" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_bad_liveness_section_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[liveness]\nrequire = "always"\n')
+    os.chmod(path, 0o600)
+    result = CliRunner().invoke(main, ["--config", str(path), "inspect", "x.jpg"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert "[liveness] require: expected bool" in result.output
+    assert parse_config({"liveness": {"require": True}}).liveness.require is True

@@ -65,15 +65,16 @@ def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online
     watcher = Subscriber(broker, ["homeassistant/+/door/+/config"]).connect()
     link = MqttLink(settings_for(broker, snapshots=True), log=lambda message: None)
     link.start()
-    first = watcher.wait_for(lambda ms: len(ms) >= 4, timeout=10)
-    assert len(first) == 4
+    # Visitor event, last visitor, last visitor liveness, at the door, snapshot.
+    first = watcher.wait_for(lambda ms: len(ms) >= 5, timeout=10)
+    assert len(first) == 5
     home_assistant = Subscriber(broker, []).connect()
     home_assistant.client.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    again = watcher.wait_for(lambda ms: len(ms) >= 8, timeout=10)
+    again = watcher.wait_for(lambda ms: len(ms) >= 10, timeout=10)
     link.stop()
     watcher.disconnect()
     home_assistant.disconnect()
-    assert [m.topic for m in again[4:]] == [m.topic for m in first]
+    assert [m.topic for m in again[5:]] == [m.topic for m in first]
     image = json.loads(next(m.payload for m in again if "/image/" in m.topic))
     assert image["image_topic"] == "peephole/door/snapshot"
 

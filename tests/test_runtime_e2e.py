@@ -37,6 +37,8 @@ EVENT_FIELDS = {
     "margin",
     "frames",
     "quality",
+    "liveness",
+    "reason",
     "latency_ms",
 }
 
@@ -125,6 +127,8 @@ def test_lin_manuel_miranda_is_named_once(clip: Run) -> None:
     assert named[0]["known"] is True
     assert named[0]["event_type"] == "known_visitor"
     assert named[0]["frames"] >= 3
+    assert named[0]["liveness"] == "live"
+    assert named[0]["reason"] is None
 
 
 def test_alex_lacamoire_is_never_named(clip: Run) -> None:
@@ -186,12 +190,16 @@ def test_home_assistant_discovery_is_retained_and_tied_to_availability(clip: Run
         ("event", "visitor"),
         ("sensor", "last_visitor"),
         ("binary_sensor", "at_door"),
+        ("sensor", "last_visitor_liveness"),
     ):
         payload = json.loads(configs[f"homeassistant/{component}/door/{object_id}/config"])
         assert payload["availability"][0]["topic"] == "peephole/door/availability"
         assert payload["device"]["identifiers"] == ["peephole_door"]
     event_entity = json.loads(configs["homeassistant/event/door/visitor/config"])
     assert event_entity["event_types"] == ["known_visitor", "unknown_visitor"]
+    liveness = json.loads(configs["homeassistant/sensor/door/last_visitor_liveness/config"])
+    assert liveness["state_topic"] == "peephole/door/visitor"
+    assert "value_json.liveness" in liveness["value_template"]
     # Snapshots are off by default: the image entity is removed, not announced.
     assert configs["homeassistant/image/door/snapshot/config"] == b""
 
@@ -227,6 +235,8 @@ def test_walking_gifs_show_strangers_only(gifs: list[Run]) -> None:
         visitors = run.events("visitor")
         assert visitors, f"{run.device_id}: no visitor event"
         assert all(not e["known"] and e["person"] is None for e in visitors), visitors
+        # Real people: never taken for a photo.
+        assert all(e["liveness"] in ("live", "undecided") for e in visitors), visitors
         assert len(run.events("visitor_left")) == len(visitors)
 
 

@@ -7,12 +7,13 @@ decision can be driven exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from device.detector import Detection
+from device.liveness import Liveness, LivenessOptions
 from device.quality import QualityReport, RejectReason
 from device.tracker import Cooldown, TrackerOptions, VisitorTracker, centre_distance, iou
 
@@ -58,6 +59,8 @@ class Face:
     detection: Detection
     quality: QualityReport
     embedding: np.ndarray | None
+    crop: np.ndarray = field(default_factory=lambda: np.zeros((112, 112, 3), np.uint8))
+    mesh: np.ndarray | None = None
 
 
 def face(box: tuple[float, float, float, float], embedding: np.ndarray | None) -> Face:
@@ -223,3 +226,33 @@ def test_cooldown_recognises_the_same_stranger_by_embedding() -> None:
             results += [cooldown.allow(t, float(visit)) for t in step.decided]
         tracker.finish()
     assert results == [True, False, True]
+
+
+def test_with_liveness_a_decision_waits_for_the_verdict_and_require_refuses_a_still_face() -> None:
+    """Faces without a mesh give no evidence: the verdict is final after the window, undecided."""
+    frames = [[face(moved(BOX, i), unit(0, 0.1, i))] for i in range(20)]
+    for require in (False, True):
+        options = TrackerOptions(liveness=LivenessOptions(frames=8), require_live=require)
+        log = feed(VisitorTracker(TinyMatcher(PEOPLE).identify, options), frames)
+        decided = [(i, t) for i, kind, t in log if kind == "decided"]
+        assert [i for i, _ in decided] == [7]  # identity after 3 frames, the verdict after 8
+        decision = decided[0][1].decision
+        assert decision.liveness is Liveness.UNDECIDED
+        assert decision.similarity is not None and decision.similarity > 0.9
+        if require:
+            assert (decision.person, decision.known, decision.reason) == (None, False, "liveness")
+        else:
+            assert (decision.person, decision.known, decision.reason) == ("Ada", True, None)
+
+
+def test_a_short_visit_is_announced_when_it_ends_with_the_verdict_so_far() -> None:
+    options = TrackerOptions(liveness=LivenessOptions(frames=30))
+    frames = [[face(BOX, unit(1, 0.1, i))] for i in range(5)]
+    decided = [
+        (i, t)
+        for i, kind, t in feed(VisitorTracker(TinyMatcher(PEOPLE).identify, options), frames)
+        if kind == "decided"
+    ]
+    assert [i for i, _ in decided] == [5]  # at finish()
+    assert decided[0][1].decision.person == "Grace"
+    assert decided[0][1].decision.liveness is Liveness.UNDECIDED
