@@ -9,6 +9,7 @@ cosine of the two normalised embeddings concatenated, i.e. the mean of the two
 cosines, with dlib's descriptors centred first (they share a large common
 direction; the centre is the mean over these LFW images, no labels used):
 exactly the target ``trainer train --teacher dlib+MODEL`` uses on clean crops.
+A score-level fusion (each stack's own score, standardised) is shown beside it.
 
 Usage: python bench/teachers.py --model runs/mfv2/mfv2_int8.tflite [--cache-dir runs/bench]
 """
@@ -22,7 +23,8 @@ from pathlib import Path
 import lfw_accuracy
 import numpy as np
 
-from trainer.lfw import read_pairs
+from trainer.lfw import LfwPair, read_pairs
+from trainer.metrics import kfold_verification
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
@@ -65,10 +67,29 @@ def main() -> None:
             lfw_accuracy.score(pairs, ensemble, "cosine", 0, 0.0),
         ),
     ]
+    # Score-level fusion: each stack's own pair score, standardised over all pairs, summed.
+    fused = sum(
+        (scores - scores.mean()) / scores.std()
+        for scores in (
+            -pair_distances(pairs, dlib_vectors),
+            1.0 - pair_distances(pairs, {p: v for p, v in zip(paths, model, strict=True)}) ** 2 / 2,
+        )
+    )
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    fused_result = kfold_verification(fused, same, folds)
     print("| teacher | LFW 10-fold |")
     print("|---|---|")
     for name, result in rows:
         print(f"| {name} | {100 * result.accuracy:.2f}% +- {100 * result.std:.2f} |")
+    print(
+        "| score fusion: dlib's distance + MobileFace V2's cosine, each standardised | "
+        f"{100 * fused_result.accuracy_mean:.2f}% +- {100 * fused_result.accuracy_std:.2f} |"
+    )
+
+
+def pair_distances(pairs: list[LfwPair], vectors: dict[Path, np.ndarray]) -> np.ndarray:
+    return np.array([np.linalg.norm(vectors[p.first] - vectors[p.second]) for p in pairs])
 
 
 if __name__ == "__main__":

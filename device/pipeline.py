@@ -116,4 +116,4 @@ class FacePipeline:
 
 def default_model_path() -> Path:
     """The embedding model shipped inside the device package."""
-    return Path(__file__).parent / "models" / "peephole_mobilefacenet_int8.tflite"
+    return Path(__file__).parent / "models" / "peephole_default_int8.tflite"

@@ -29,6 +29,11 @@ class RunReport:
             return []
         return [json.loads(line) for line in self.records_path.read_text().splitlines() if line]
 
+    def last_step(self) -> int | None:
+        """The step of the last measurement (a record with more than the loss), if any."""
+        measured = [r["step"] for r in self.records() if set(r) - {"step", "loss"}]
+        return int(measured[-1]) if measured else None
+
     def add(self, step: int, **metrics: float | None) -> None:
         record = {"step": step, **{k: v for k, v in metrics.items() if v is not None}}
         if len(record) == 1:

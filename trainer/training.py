@@ -326,6 +326,8 @@ class Trainer:
         return report.verification.accuracy_mean
 
     def _measure(self) -> None:
+        if self.report.last_step() == self.step:
+            return
         cosine, lfw = self.holdout_cosine(), self.lfw_accuracy()
         self.log.info(
             "step %d holdout cosine to teacher %s LFW %s", self.step,
