@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.gallery import EmbeddingRows, Gallery, Sample
-from device.matching import GalleryIndex, Matcher, Strategy
+from device.identity.gallery import EmbeddingRows, Gallery, Sample
+from device.identity.matching import GalleryIndex, Matcher, Strategy
 
 DIM = 128
 SIZES = [(20, 10), (1_000, 10), (10_000, 1), (10_000, 10)]

@@ -35,13 +35,13 @@ import lfw_accuracy
 import macs
 import numpy as np
 
-from device.detector import default_model_dir
 from device.errors import PeepholeError
-from device.gallery import EmbeddingRows
-from device.landmarks import MESH_FILE
-from device.manifest import ModelManifest, file_sha256, manifest_path_for
-from device.matching import GalleryIndex
-from device.pipeline import default_model_path
+from device.identity.gallery import EmbeddingRows
+from device.identity.matching import GalleryIndex
+from device.vision.detector import default_model_dir
+from device.vision.landmarks import MESH_FILE
+from device.vision.manifest import ModelManifest, file_sha256, manifest_path_for
+from device.vision.pipeline import default_model_path
 from trainer.lfw import read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -710,7 +710,7 @@ def write_report(
 
     report.add("## Scaling", "", "### Identification against larger galleries", "")
     report.add(
-        "`device.matching.GalleryIndex.identify` (mean strategy, one row per person) with "
+        "`device.identity.matching.GalleryIndex.identify` (mean strategy, one row per person) with "
         f"random unit 128-d embeddings, {settings.match_repeats} probes, in this process.",
         "",
     )

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.embedder import FaceEmbedder
-from device.pipeline import default_model_path
+from device.vision.embedder import FaceEmbedder
+from device.vision.pipeline import default_model_path
 from trainer.export import sample_crops
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.imageio import read_image
+from device.vision.imageio import read_image
 
 FRAME_W, FRAME_H = 640, 480
 TILE = 240

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.embedder import FaceEmbedder
+from device.vision.embedder import FaceEmbedder
 from trainer.evaluate import align_lfw, default_pipeline
 from trainer.lfw import LfwPair
 from trainer.metrics import kfold_verification

@@ -2,7 +2,7 @@
 
 Attacks are rendered by ``bench/attacks.py`` from still photos: each photo is
 held up once, as a print or on a phone screen (alternately). The thresholds in
-``device.liveness.LivenessOptions`` were set on the calibration photos
+``device.vision.liveness.LivenessOptions`` were set on the calibration photos
 (``--calibration`` UTKFace photos and as many LFW people); the report photos
 are others that development never looked at: more UTKFace photos, one LFW
 photo each of other people, and the two enrollment photos of ``data/video``. The real clips are the three of
@@ -32,10 +32,10 @@ import numpy as np
 from bench.attacks import Attack, render_attack
 from bench.frame_sets import lfw_people
 from device.config import Config
-from device.imageio import read_image
-from device.liveness import Liveness, LivenessOptions
-from device.pipeline import FaceAnalysis, FacePipeline
-from device.tracker import Track, TrackerOptions, VisitorTracker
+from device.service.tracker import Track, TrackerOptions, VisitorTracker
+from device.vision.imageio import read_image
+from device.vision.liveness import Liveness, LivenessOptions
+from device.vision.pipeline import FaceAnalysis, FacePipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.tflite import TFLiteModel
+from device.vision.tflite import TFLiteModel
 
 
 @dataclass(frozen=True)

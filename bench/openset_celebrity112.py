@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from device.config import Config
-from device.embedder import FaceEmbedder
-from device.gallery import Gallery
-from device.imageio import read_image
-from device.matching import GalleryIndex, Strategy
-from device.openset import ProbeScores, evaluate, threshold_for_far
-from device.pipeline import FacePipeline
+from device.identity.calibration import ProbeScores, evaluate, threshold_for_far
+from device.identity.gallery import Gallery
+from device.identity.matching import GalleryIndex, Strategy
+from device.vision.embedder import FaceEmbedder
+from device.vision.imageio import read_image
+from device.vision.pipeline import FacePipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))

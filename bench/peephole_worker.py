@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from device.config import Config
-from device.embedder import FaceEmbedder
-from device.gallery import EmbeddingRows
-from device.imageio import read_image
-from device.matching import GalleryIndex
-from device.pipeline import FacePipeline, StageTimer
+from device.identity.gallery import EmbeddingRows
+from device.identity.matching import GalleryIndex
+from device.vision.embedder import FaceEmbedder
+from device.vision.imageio import read_image
+from device.vision.pipeline import FacePipeline, StageTimer
 
 STAGES = ("detect", "landmarks", "align", "gate", "embed", "match")
 

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from device.config import Config
-from device.imageio import read_image
-from device.pipeline import FacePipeline
-from device.quality import laplacian_variance
+from device.vision.imageio import read_image
+from device.vision.pipeline import FacePipeline
+from device.vision.quality import laplacian_variance
 
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 # Blur sigma as a fraction of the inter-ocular distance in the frame.

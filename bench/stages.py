@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from device.config import Config
-from device.embedder import FaceEmbedder
-from device.imageio import read_image
-from device.pipeline import FacePipeline, StageTimer, default_model_path
+from device.vision.embedder import FaceEmbedder
+from device.vision.imageio import read_image
+from device.vision.pipeline import FacePipeline, StageTimer, default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))

@@ -73,7 +73,7 @@ class DetectorConfig:
 
 @dataclass
 class QualityConfig:
-    """The quality gate's thresholds (see device/quality.py for each measure)."""
+    """The quality gate's thresholds (see device/vision/quality.py for each measure)."""
 
     min_score: float = 0.8
     min_sharpness: float = 40.0
@@ -184,7 +184,7 @@ class RuntimeConfig:
 
 @dataclass
 class LivenessConfig:
-    """Liveness evidence per visit (device/liveness.py); needs ``[detector] landmarks = "mesh"``.
+    """Liveness evidence per visit (device/vision/liveness.py); needs ``[detector] landmarks = "mesh"``.
 
     ``require = true`` announces a known person whose visit was not ``live``
     (a photo or screen held up, or a face that hardly moved) as unknown with

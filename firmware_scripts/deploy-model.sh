@@ -49,7 +49,7 @@ check_model() {
 import sys
 
 try:
-    from device.embedder import FaceEmbedder
+    from device.vision.embedder import FaceEmbedder
 
     embedder = FaceEmbedder.from_files(sys.argv[1], sys.argv[2], num_threads=1)
 except Exception as error:  # any failure refuses the model, with one line

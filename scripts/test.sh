@@ -20,4 +20,5 @@ scripts/setup-venv.sh trainer
 ruff check device trainer tests bench
 ruff format --check device trainer tests bench
 mypy
+lint-imports --no-cache
 exec python -m pytest "$@"

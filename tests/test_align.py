@@ -9,7 +9,12 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device.align import ARCFACE_TEMPLATE, ARCFACE_TEMPLATE_4, align_face, estimate_similarity
+from device.vision.align import (
+    ARCFACE_TEMPLATE,
+    ARCFACE_TEMPLATE_4,
+    align_face,
+    estimate_similarity,
+)
 
 
 def similarity_matrix(scale: float, angle: float, tx: float, ty: float) -> np.ndarray:

@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from device.align import ARCFACE_TEMPLATE_4
-from device.detector import DetectorVariant, FaceDetector, FaceDetectorOptions, ssd_anchors
-from device.imageio import read_image
+from device.vision.align import ARCFACE_TEMPLATE_4
+from device.vision.detector import DetectorVariant, FaceDetector, FaceDetectorOptions, ssd_anchors
+from device.vision.imageio import read_image
 from tests.conftest import require_shared
 
 

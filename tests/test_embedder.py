@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 import pytest
 
-from device.embedder import FaceEmbedder
 from device.errors import ManifestError, ModelError
-from device.manifest import ModelManifest
+from device.vision.embedder import FaceEmbedder
+from device.vision.manifest import ModelManifest
 from tests.conftest import require_shared
 
 
@@ -117,7 +117,7 @@ def test_corrupt_model_file_is_a_clear_error(tmp_path: Path, content: bytes) -> 
     path = tmp_path / "broken.tflite"
     path.write_bytes(content)
     with pytest.raises(ModelError, match="cannot load model"):
-        from device.tflite import TFLiteModel
+        from device.vision.tflite import TFLiteModel
 
         TFLiteModel(path)
 

@@ -13,18 +13,18 @@ import time
 from pathlib import Path
 
 from device.config import Config
-from device.discovery import Topics
-from device.embedder import FaceEmbedder
 from device.errors import SourceError
-from device.gallery import Gallery
-from device.matching import Matcher
-from device.outbox import Outbox
-from device.pipeline import FacePipeline
-from device.publisher import EventPublisher
-from device.runtime import CameraLoop, LoopOptions
-from device.sdnotify import SystemdNotifier
-from device.sources import Frame, ReopeningSource, SourceOptions, VideoCaptureSource
-from device.tracker import Cooldown, VisitorTracker
+from device.identity.gallery import Gallery
+from device.identity.matching import Matcher
+from device.service.loop import CameraLoop, LoopOptions
+from device.service.outbox import Outbox
+from device.service.publisher import EventPublisher
+from device.service.sdnotify import SystemdNotifier
+from device.service.topics import Topics
+from device.service.tracker import Cooldown, VisitorTracker
+from device.vision.embedder import FaceEmbedder
+from device.vision.pipeline import FacePipeline
+from device.vision.sources import Frame, ReopeningSource, SourceOptions, VideoCaptureSource
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until
 from tests.test_service import notify_socket

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from device.cli import main
-from device.gallery import Gallery, Sample
+from device.identity.gallery import Gallery, Sample
 from tests.conftest import ROOT, require_shared
 from tests.runtime_helpers import (
     enroll_people,
@@ -179,8 +179,8 @@ WRITER = """
 import json, resource, signal, sys
 import numpy as np
 from device.errors import PeepholeError
-from device.gallery import Gallery, Sample
-from device.outbox import Outbox
+from device.identity.gallery import Gallery, Sample
+from device.service.outbox import Outbox
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
 outbox, gallery = Outbox.open(sys.argv[1]), Gallery.open(sys.argv[2])
 limit = int(sys.argv[3])

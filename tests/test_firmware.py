@@ -66,7 +66,7 @@ def test_install_into_a_target_root(tmp_path: Path, reference_f32: tuple[Path, P
     current = tmp_path / "var/lib/peephole/models/current"
     assert current.is_symlink()
     assert (current / "model.tflite").read_bytes() == model.read_bytes()
-    assert (tmp_path / "opt/peephole/src/device/runtime.py").is_file()
+    assert (tmp_path / "opt/peephole/src/device/service/loop.py").is_file()
     assert not (tmp_path / "opt/peephole/src/.venv").exists()
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device.errors import ImageError
-from device.imageio import MAX_FILE_BYTES, MIN_SIDE, decode_image, read_image
+from device.vision.imageio import MAX_FILE_BYTES, MIN_SIDE, decode_image, read_image
 from tests.conftest import ROOT
 
 # Hypothesis examples per property (the counts docs/security.md quotes).
@@ -170,7 +170,7 @@ def deflate_tiff_bomb(side: int) -> bytes:
 PROBE = """
 import json, resource, sys, time
 from device.errors import ImageError
-from device.imageio import read_image
+from device.vision.imageio import read_image
 for path in sys.argv[1:]:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.monotonic()

@@ -21,14 +21,15 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from device.cli import AppContext, PeepholeGroup
-from device.cli_gallery import enroll
+from device.cli.app import AppContext, PeepholeGroup
+from device.cli.enroll import enroll
 from device.config import Config, MqttConfig, load_config, parse_config
-from device.discovery import Topics, discovery_messages, node_id
 from device.errors import ConfigError, GalleryError
-from device.events import VisitorEvent
-from device.gallery import Gallery, name_key, normalise_name
-from device.mqtt import MqttLink
+from device.identity.gallery import Gallery, name_key, normalise_name
+from device.service.discovery import discovery_messages, node_id
+from device.service.events import VisitorEvent
+from device.service.mqtt import MqttLink
+from device.service.topics import Topics
 from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until

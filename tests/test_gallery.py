@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from device.errors import GalleryError
-from device.gallery import SCHEMA_VERSION, Gallery, Sample, normalise_name
+from device.identity.gallery import SCHEMA_VERSION, Gallery, Sample, normalise_name
 from tests.conftest import ROOT
 
 SHA_A = "a" * 64
@@ -232,7 +232,7 @@ CREATOR = """
 import sys
 from pathlib import Path
 import numpy as np
-from device.gallery import Gallery, Sample
+from device.identity.gallery import Gallery, Sample
 with Gallery.open(Path(sys.argv[1])) as gallery:
     for i in range(20):
         vector = np.full(128, 1 / np.sqrt(128), dtype=np.float32)

@@ -14,13 +14,13 @@ from click.testing import CliRunner
 
 from device.cli import main
 from device.config import Config
-from device.embedder import FaceEmbedder
-from device.gallery import Gallery
-from device.imageio import read_image
-from device.manifest import ModelManifest
-from device.matching import GalleryIndex, Strategy
-from device.openset import ProbeScores, evaluate, threshold_for_far
-from device.pipeline import FacePipeline
+from device.identity.calibration import ProbeScores, evaluate, threshold_for_far
+from device.identity.gallery import Gallery
+from device.identity.matching import GalleryIndex, Strategy
+from device.vision.embedder import FaceEmbedder
+from device.vision.imageio import read_image
+from device.vision.manifest import ModelManifest
+from device.vision.pipeline import FacePipeline
 from tests.conftest import ROOT, require_shared
 
 ENROLLED, ENROLL_IMAGES = 12, 5
@@ -79,8 +79,8 @@ IDENTIFIER = textwrap.dedent(
     import json, sys, time
     from pathlib import Path
     import numpy as np
-    from device.gallery import Gallery
-    from device.matching import Matcher
+    from device.identity.gallery import Gallery
+    from device.identity.matching import Matcher
 
     db, sha, probe_file = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     probes = np.load(probe_file)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from device.align import ARCFACE_TEMPLATE
-from device.detector import FaceDetector
-from device.landmarks import FaceMesh
+from device.vision.align import ARCFACE_TEMPLATE
+from device.vision.detector import FaceDetector
+from device.vision.landmarks import FaceMesh
 from tests.conftest import require_shared
 
 
@@ -31,7 +31,7 @@ def test_five_points_land_on_the_template_of_prealigned_faces() -> None:
 
 
 def test_no_mesh_on_a_faceless_patch() -> None:
-    from device.detector import Detection
+    from device.vision.detector import Detection
 
     mesh = FaceMesh.create()
     wall = np.full((300, 300, 3), 90, dtype=np.uint8)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.embedder import FaceEmbedder
+from device.vision.embedder import FaceEmbedder
 from tests.conftest import require_shared
 from trainer.evaluate import align_lfw, default_pipeline, evaluate_lfw, select_folds
 from trainer.lfw import read_pairs

@@ -15,15 +15,15 @@ import pytest
 
 from bench.attacks import Attack, render_attack
 from device.config import Config
-from device.imageio import read_image
-from device.liveness import (
+from device.vision.imageio import read_image
+from device.vision.liveness import (
     Liveness,
     LivenessEvidence,
     LivenessOptions,
     has_blink,
     residuals,
 )
-from device.pipeline import FacePipeline
+from device.vision.pipeline import FacePipeline
 from tests.conftest import require_shared
 
 OPTIONS = LivenessOptions()

@@ -16,7 +16,7 @@ import cv2
 import pytest
 
 from bench.attacks import Attack, render_attack
-from device.imageio import read_image
+from device.vision.imageio import read_image
 from tests.conftest import require_shared
 from tests.runtime_helpers import PEOPLE, enroll_people, json_lines, run_to_end, write_config
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from device.errors import ConfigError, GalleryError, ModelError
-from device.gallery import EmbeddingRows, Gallery, Sample
-from device.matching import (
+from device.identity.gallery import EmbeddingRows, Gallery, Sample
+from device.identity.matching import (
     NO_MATCH_SIMILARITY,
     GalleryIndex,
     Matcher,

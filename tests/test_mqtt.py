@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from device.config import MqttConfig
-from device.discovery import Topics, discovery_messages, node_id
 from device.errors import ConfigError
-from device.mqtt import MqttLink, parse_broker
+from device.service.discovery import discovery_messages, node_id
+from device.service.mqtt import MqttLink, parse_broker
+from device.service.topics import Topics
 from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
 from tests.runtime_helpers import wait_until
 

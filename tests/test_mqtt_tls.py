@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from device.config import MqttConfig
-from device.mqtt import MqttLink
+from device.service.mqtt import MqttLink
 from tests.broker import Broker, BrokerSecurity, Subscriber, mosquitto_path  # noqa: F401
 from tests.runtime_helpers import wait_until
 

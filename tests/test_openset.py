@@ -7,9 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from device.gallery import EmbeddingRows
-from device.matching import GalleryIndex, Strategy
-from device.openset import ProbeScores, evaluate, leave_one_out_scores, named, threshold_for_far
+from device.identity.calibration import (
+    ProbeScores,
+    evaluate,
+    leave_one_out_scores,
+    named,
+    threshold_for_far,
+)
+from device.identity.gallery import EmbeddingRows
+from device.identity.matching import GalleryIndex, Strategy
 
 
 def test_evaluate_counts_each_outcome() -> None:

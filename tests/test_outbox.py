@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from device.outbox import Outbox, OutboxError
+from device.service.outbox import Outbox, OutboxError
 from tests.conftest import ROOT
 
 
@@ -38,7 +38,7 @@ def test_committed_events_survive_kill_9(tmp_path: Path) -> None:
     writer = textwrap.dedent(
         f"""
         import os, signal
-        from device.outbox import Outbox
+        from device.service.outbox import Outbox
         outbox = Outbox.open({str(path)!r})
         for n in range(200):
             outbox.add(f"id{{n:03d}}", "t", "x" * 100)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from device.config import Config
-from device.imageio import read_image
-from device.pipeline import FaceAnalysis, FacePipeline
-from device.quality import RejectReason
+from device.vision.imageio import read_image
+from device.vision.pipeline import FaceAnalysis, FacePipeline
+from device.vision.quality import RejectReason
 from tests.conftest import require_shared
 
 SHARP_FACES = [
@@ -82,7 +82,7 @@ def test_tilted_heads_are_rejected_for_roll(pipeline: FacePipeline) -> None:
 
 
 def test_rejected_faces_never_reach_the_embedder(reference_f32: tuple) -> None:
-    from device.embedder import FaceEmbedder
+    from device.vision.embedder import FaceEmbedder
 
     config = Config()
     config.quality.min_score = 1.01  # nothing can pass

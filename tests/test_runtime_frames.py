@@ -8,10 +8,8 @@ import cv2
 import numpy as np
 
 from device.config import Config
-from device.embedder import FaceEmbedder
-from device.pipeline import FacePipeline
-from device.runtime import analyse_frame
-from device.sources import Frame
+from device.vision.embedder import FaceEmbedder
+from device.vision.pipeline import FacePipeline
 from tests.conftest import require_shared
 
 
@@ -30,8 +28,8 @@ def test_faces_found_on_the_small_stream_land_on_the_full_frame(
     pipeline = FacePipeline.from_config(Config(), FaceEmbedder.from_files(*reference_f32))
     full = clip_frame(160)  # Lin-Manuel Miranda, facing the camera
     small = cv2.resize(full, (320, 180), interpolation=cv2.INTER_AREA)
-    direct = analyse_frame(pipeline, Frame(full, 0, 0.0))
-    via_small = analyse_frame(pipeline, Frame(full, 0, 0.0, detect_rgb=small))
+    direct = pipeline.analyse(full)
+    via_small = pipeline.analyse(full, detect_rgb=small)
     assert len(direct) == len(via_small) == 1
     assert np.allclose(direct[0].detection.box, via_small[0].detection.box, atol=3.0)
     assert via_small[0].crop.shape == (112, 112, 3)

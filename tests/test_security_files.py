@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.gallery import Gallery, Sample
-from device.outbox import Outbox
+from device.identity.gallery import Gallery, Sample
+from device.service.outbox import Outbox
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from device.config import MqttConfig
-from device.mqtt import MqttLink
+from device.service.mqtt import MqttLink
 from tests.broker import Broker, BrokerSecurity, Received, Subscriber, mosquitto_path  # noqa: F401
 from tests.conftest import require_shared
 from tests.runtime_helpers import enroll_people, run_to_end, wait_until, write_config

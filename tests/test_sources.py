@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from device.errors import SourceError
-from device.sources import (
+from device.vision.sources import (
     FolderSource,
     Frame,
     PiCameraSource,

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from device.detector import Detection
-from device.liveness import Liveness, LivenessOptions
-from device.quality import QualityReport, RejectReason
-from device.tracker import Cooldown, TrackerOptions, VisitorTracker, centre_distance, iou
+from device.service.tracker import Cooldown, TrackerOptions, VisitorTracker, centre_distance, iou
+from device.vision.detector import Detection
+from device.vision.liveness import Liveness, LivenessOptions
+from device.vision.quality import QualityReport, RejectReason
 
 DIM = 8
 

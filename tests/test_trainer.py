@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from device.config import Config
-from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
-from device.pipeline import FacePipeline
+from device.vision.embedder import FaceEmbedder
+from device.vision.pipeline import FacePipeline
 from tests.conftest import missing, require_shared
 from trainer.prepare import PrepareOptions, prepare
 from trainer.recipes import PRESETS, TrainOptions, learning_rate_at, options_from_cli

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from device.config import Config
 from device.errors import PeepholeError
-from device.imageio import read_image
-from device.pipeline import FacePipeline
+from device.vision.imageio import read_image
+from device.vision.pipeline import FacePipeline
 from tests.conftest import missing, require_shared
 from trainer.cli import main as trainer_main
 from trainer.prepare import PrepareOptions, prepare, read_kept

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from device.embedder import FaceEmbedder
-from device.manifest import ModelManifest, file_sha256
-from device.pipeline import default_model_path
+from device.vision.embedder import FaceEmbedder
+from device.vision.manifest import ModelManifest, file_sha256
+from device.vision.pipeline import default_model_path
 from tests.conftest import require_shared
 from trainer.cli import main
 
@@ -71,7 +71,7 @@ def test_calibrate_writes_a_manifest_the_device_accepts(
 
 
 def test_calibrate_refuses_a_model_that_is_not_an_embedder(tmp_path: Path) -> None:
-    from device.detector import default_model_dir
+    from device.vision.detector import default_model_dir
 
     detector = tmp_path / "face_detection_short_range.tflite"
     shutil.copyfile(default_model_dir() / detector.name, detector)

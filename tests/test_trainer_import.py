@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from device.config import Config
 from device.errors import ModelError
-from device.pipeline import FacePipeline
+from device.vision.pipeline import FacePipeline
 from tests.conftest import missing, require_shared
 from trainer.cli import main as trainer_main
 from trainer.export import sample_crops

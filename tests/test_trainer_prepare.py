@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from device.config import Config
-from device.embedder import FaceEmbedder
-from device.pipeline import FacePipeline
+from device.vision.embedder import FaceEmbedder
+from device.vision.pipeline import FacePipeline
 from tests.conftest import require_shared
 from trainer.cli import main
 from trainer.prepare import REPORT_CSV, REPORT_JSON, PrepareOptions, prepare

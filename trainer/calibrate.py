@@ -15,10 +15,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
-from device.manifest import ModelManifest, file_sha256
-from device.tflite import TFLiteModel
+from device.vision.embedder import FaceEmbedder
+from device.vision.manifest import ModelManifest, file_sha256
+from device.vision.tflite import TFLiteModel
 
 _QUANTIZATION = {
     np.dtype(np.float32): "float32",

@@ -17,8 +17,8 @@ import click
 import cv2
 import numpy as np
 
-from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
+from device.vision.embedder import FaceEmbedder
 
 # Command name -> module whose register(group) adds it.
 LAZY_COMMANDS = {

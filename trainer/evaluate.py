@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 
 from device.config import Config
-from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
-from device.pipeline import FacePipeline
+from device.vision.embedder import FaceEmbedder
+from device.vision.pipeline import FacePipeline
 from trainer.lfw import AlignedSet, EmbedFn, LfwPair, align_images, pair_similarities
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
 
@@ -127,7 +127,7 @@ def celebrity_openset(
     crops (must be named correctly) and every crop of the remaining identities
     (strangers: at most ``far_target`` of them may be named).
     """
-    from device.openset import ProbeScores, evaluate, threshold_for_far
+    from device.identity.calibration import ProbeScores, evaluate, threshold_for_far
 
     people = sorted(p for p in folder.iterdir() if p.is_dir())
     if len(people) <= enrolled_identities:

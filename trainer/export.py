@@ -29,10 +29,10 @@ import click
 import cv2
 import numpy as np
 
-from device.embedder import FaceEmbedder
 from device.errors import PeepholeError
-from device.manifest import ModelManifest, file_sha256
-from device.tflite import TFLiteModel
+from device.vision.embedder import FaceEmbedder
+from device.vision.manifest import ModelManifest, file_sha256
+from device.vision.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
 from trainer.import_mxnet import PROVENANCE_FILE
 from trainer.prepare import read_kept
@@ -200,7 +200,7 @@ def profile_graph(path: Path, runs: int = 100) -> GraphProfile:
     """Median single-thread latency and the number of delegate partitions (1: fully fused)."""
     import time
 
-    from device.tflite import interpreter_class
+    from device.vision.tflite import interpreter_class
 
     _, interpreter_cls = interpreter_class()
     interpreter = interpreter_cls(model_path=str(path), num_threads=1)

@@ -20,7 +20,7 @@ import click
 import numpy as np
 
 from device.errors import ModelError
-from device.manifest import file_sha256
+from device.vision.manifest import file_sha256
 from trainer.constants import normalise_pixels
 from trainer.mxnet_import import MxnetNetwork, numpy_forward
 

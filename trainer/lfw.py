@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from device.align import align_face
 from device.errors import PeepholeError
-from device.imageio import read_image
-from device.pipeline import FacePipeline
+from device.vision.align import align_face
+from device.vision.imageio import read_image
+from device.vision.pipeline import FacePipeline
 
 EmbedFn = Callable[[np.ndarray], np.ndarray]
 

@@ -35,13 +35,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from device.align import CROP_SIZE
 from device.config import Config, QualityConfig, load_config
-from device.embedder import FaceEmbedder
 from device.errors import ImageError, PeepholeError
-from device.imageio import IMAGE_SUFFIXES, read_image
-from device.pipeline import FacePipeline, default_model_path
-from device.quality import laplacian_variance
+from device.vision.align import CROP_SIZE
+from device.vision.embedder import FaceEmbedder
+from device.vision.imageio import IMAGE_SUFFIXES, read_image
+from device.vision.pipeline import FacePipeline, default_model_path
+from device.vision.quality import laplacian_variance
 
 UNLABELED = ""
 REPORT_JSON = "prepare_report.json"

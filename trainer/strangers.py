@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from device.errors import PeepholeError
-from device.openset import threshold_for_far
+from device.identity.calibration import threshold_for_far
 from trainer.lfw import EmbedFn
 
 Z_95 = 1.959964

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from device.errors import ModelError
-from device.imageio import read_image
+from device.vision.imageio import read_image
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25

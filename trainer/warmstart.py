@@ -25,7 +25,7 @@ import keras
 import numpy as np
 
 from device.errors import PeepholeError
-from device.tflite import interpreter_class
+from device.vision.tflite import interpreter_class
 from trainer.constants import normalise_pixels
 
 _CONV_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from device.align import align_face
 from device.config import Config, QualityConfig
-from device.detector import Detection, DetectorVariant, FaceDetector, FaceDetectorOptions
-from device.embedder import FaceEmbedder
-from device.landmarks import FaceMesh, five_from_mesh
-from device.quality import QualityReport, assess
+from device.vision.align import align_face
+from device.vision.detector import Detection, DetectorVariant, FaceDetector, FaceDetectorOptions
+from device.vision.embedder import FaceEmbedder
+from device.vision.landmarks import FaceMesh, five_from_mesh
+from device.vision.quality import QualityReport, assess
 
 
 @dataclass(frozen=True)
@@ -75,10 +75,23 @@ class FacePipeline:
             mesh = FaceMesh.create(num_threads=config.detector.num_threads)
         return cls(FaceDetector.create(options), config.quality, embedder, mesh=mesh)
 
-    def analyse(self, image_rgb: np.ndarray, embed: bool = True) -> list[FaceAnalysis]:
-        """Every face in the frame, largest first; only accepted faces are embedded."""
+    def analyse(
+        self, image_rgb: np.ndarray, embed: bool = True, detect_rgb: np.ndarray | None = None
+    ) -> list[FaceAnalysis]:
+        """Every face in the frame, largest first; only accepted faces are embedded.
+
+        ``detect_rgb`` is a smaller copy of the frame (a camera's low-resolution
+        stream): detection runs on it, and its boxes are scaled to ``image_rgb``.
+        """
         started = time.perf_counter()
-        detections = self.detector.detect(image_rgb)
+        if detect_rgb is None:
+            detections = self.detector.detect(image_rgb)
+        else:
+            scale_y = image_rgb.shape[0] / detect_rgb.shape[0]
+            scale_x = image_rgb.shape[1] / detect_rgb.shape[1]
+            detections = [
+                scale_detection(d, scale_x, scale_y) for d in self.detector.detect(detect_rgb)
+            ]
         detections.sort(key=lambda d: d.width * d.height, reverse=True)
         self._record("detect", started)
         results = []
@@ -114,6 +127,16 @@ class FacePipeline:
             self.timer.add(stage, time.perf_counter() - started)
 
 
+def scale_detection(detection: Detection, scale_x: float, scale_y: float) -> Detection:
+    x0, y0, x1, y1 = detection.box
+    factors = np.array([scale_x, scale_y], dtype=np.float32)
+    return replace(
+        detection,
+        box=(x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y),
+        keypoints=detection.keypoints * factors,
+    )
+
+
 def default_model_path() -> Path:
     """The embedding model shipped inside the device package."""
-    return Path(__file__).parent / "models" / "peephole_default_int8.tflite"
+    return Path(__file__).parent.parent / "models" / "peephole_default_int8.tflite"

@@ -13,10 +13,10 @@ import sys
 import time
 from typing import TextIO
 
-from device.discovery import Topics
-from device.events import VisitorEvent
-from device.mqtt import MqttLink
-from device.outbox import Outbox, OutboxEntry, OutboxError
+from device.service.events import VisitorEvent
+from device.service.mqtt import MqttLink
+from device.service.outbox import Outbox, OutboxEntry, OutboxError
+from device.service.topics import Topics
 
 
 class EventPublisher:

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from device.errors import GalleryError, ImageError, PeepholeError, SourceError
-from device.gallery import Sample
-from device.imageio import IMAGE_SUFFIXES, read_image
-from device.pipeline import FacePipeline
-from device.sources import SourceOptions, open_source
+from device.identity.gallery import Sample
+from device.vision.imageio import IMAGE_SUFFIXES, read_image
+from device.vision.pipeline import FacePipeline
+from device.vision.sources import SourceOptions, open_source
 
 
 @dataclass(frozen=True)

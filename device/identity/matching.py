@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.errors import ConfigError, ModelError
-from device.gallery import EmbeddingRows, Gallery
+from device.identity.gallery import EmbeddingRows, Gallery
 
 # With a single person enrolled there is no runner-up: an unrelated face scores about 0.
 NO_RUNNER_UP = 0.0

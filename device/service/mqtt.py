@@ -26,8 +26,9 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.config import MqttConfig
-from device.discovery import OFFLINE, ONLINE, Topics, discovery_messages
 from device.errors import ConfigError
+from device.service.discovery import discovery_messages
+from device.service.topics import OFFLINE, ONLINE, Topics
 
 
 def parse_broker(value: str) -> tuple[str, int | None]:

@@ -15,24 +15,23 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from device.config import Config
-from device.detector import Detection
-from device.discovery import PRESENCE_OFF, PRESENCE_ON
 from device.errors import PeepholeError
-from device.events import visitor_event, visitor_left_event
-from device.gallery import Gallery
-from device.liveness import LivenessOptions
-from device.matching import Matcher
-from device.pipeline import FaceAnalysis, FacePipeline
-from device.publisher import EventPublisher
-from device.sdnotify import SystemdNotifier
-from device.sources import Frame, FrameSource
-from device.tracker import Cooldown, Track, TrackerOptions, TrackerStep, VisitorTracker
+from device.identity.gallery import Gallery
+from device.identity.matching import Matcher
+from device.service.events import visitor_event, visitor_left_event
+from device.service.publisher import EventPublisher
+from device.service.sdnotify import SystemdNotifier
+from device.service.topics import PRESENCE_OFF, PRESENCE_ON
+from device.service.tracker import Cooldown, Track, TrackerOptions, TrackerStep, VisitorTracker
+from device.vision.liveness import LivenessOptions
+from device.vision.pipeline import FacePipeline
+from device.vision.sources import Frame, FrameSource
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ class CameraLoop:
         return self.stats
 
     def process(self, frame: Frame) -> None:
-        faces = analyse_frame(self.pipeline, frame)
+        faces = self.pipeline.analyse(frame.rgb, detect_rgb=frame.detect_rgb)
         step = self.tracker.update(faces, frame.index, frame.captured)
         if self.options.snapshots:
             self._keep_snapshots(frame)
@@ -220,29 +219,6 @@ class CameraLoop:
         if message != self._gallery_warning:
             self._gallery_warning = message
             self.log(message)
-
-
-def analyse_frame(pipeline: FacePipeline, frame: Frame) -> list[FaceAnalysis]:
-    """Every face of the frame; detection runs on the small stream when the source has one."""
-    if frame.detect_rgb is None:
-        return pipeline.analyse(frame.rgb)
-    scale_y = frame.rgb.shape[0] / frame.detect_rgb.shape[0]
-    scale_x = frame.rgb.shape[1] / frame.detect_rgb.shape[1]
-    detections = [
-        scale_detection(d, scale_x, scale_y) for d in pipeline.detector.detect(frame.detect_rgb)
-    ]
-    detections.sort(key=lambda d: d.width * d.height, reverse=True)
-    return [pipeline.analyse_detection(frame.rgb, d) for d in detections]
-
-
-def scale_detection(detection: Detection, scale_x: float, scale_y: float) -> Detection:
-    x0, y0, x1, y1 = detection.box
-    factors = np.array([scale_x, scale_y], dtype=np.float32)
-    return replace(
-        detection,
-        box=(x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y),
-        keypoints=detection.keypoints * factors,
-    )
 
 
 def encode_snapshot(rgb: np.ndarray, track: Track, quality: int) -> bytes:

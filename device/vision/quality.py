@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from device.config import QualityConfig
-from device.detector import Detection
+from device.vision.detector import Detection
 
 # The face region of an aligned 112x112 crop: brows to chin, cheek to cheek.
 # Exposure is judged here so that background and padding do not count.

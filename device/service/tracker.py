@@ -17,7 +17,7 @@ convincing:
 Shorter tracks (a passing false detection) are dropped without a decision.
 
 With liveness on, each track also gathers liveness evidence from its face
-meshes (``device.liveness``); a decided track is handed on only once its
+meshes (``device.vision.liveness``); a decided track is handed on only once its
 verdict is final (live, or a full window of frames, or the track ended), and
 with ``require_live`` a known person without a ``live`` verdict is handed on
 as unknown with the reason ``liveness``.
@@ -32,15 +32,15 @@ from typing import Protocol
 
 import numpy as np
 
-from device.detector import Detection
-from device.liveness import Liveness, LivenessEvidence, LivenessOptions
-from device.quality import QualityReport
+from device.vision.detector import Detection
+from device.vision.liveness import Liveness, LivenessEvidence, LivenessOptions
+from device.vision.quality import QualityReport
 
 Box = tuple[float, float, float, float]
 
 
 class IdentityMatch(Protocol):
-    """What a matcher answers for one embedding (device.matching.Match fits)."""
+    """What a matcher answers for one embedding (device.identity.matching.Match fits)."""
 
     @property
     def person(self) -> str | None: ...
@@ -59,7 +59,7 @@ Identify = Callable[[np.ndarray], IdentityMatch]
 
 
 class Observation(Protocol):
-    """One analysed face (device.pipeline.FaceAnalysis fits)."""
+    """One analysed face (device.vision.pipeline.FaceAnalysis fits)."""
 
     @property
     def detection(self) -> Detection: ...

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.detector import Detection, default_model_dir
 from device.errors import ModelError
-from device.tflite import TFLiteModel
+from device.vision.detector import Detection, default_model_dir
+from device.vision.tflite import TFLiteModel
 
 MESH_FILE = "face_landmark.tflite"
 _INPUT = 192

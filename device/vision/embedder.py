@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.manifest import ModelManifest, embedding_key, file_sha256, load_manifest_for
-from device.tflite import TFLiteModel
+from device.vision.manifest import ModelManifest, embedding_key, file_sha256, load_manifest_for
+from device.vision.tflite import TFLiteModel
 
 
 class FaceEmbedder:

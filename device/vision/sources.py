@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from device.errors import ImageError, SourceError
-from device.imageio import expand_image_paths, read_image
+from device.vision.imageio import expand_image_paths, read_image
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from device.errors import ModelError
-from device.tflite import TFLiteModel
+from device.vision.tflite import TFLiteModel
 
 
 class DetectorVariant(enum.Enum):

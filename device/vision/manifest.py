@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from device.errors import ManifestError
-from device.tflite import TFLiteModel
+from device.vision.tflite import TFLiteModel
 
 FORMAT = "peephole-embedder/1"
 _QUANTIZATIONS = {"float32": np.float32, "uint8": np.uint8, "int8": np.int8}

@@ -14,44 +14,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from device.events import KNOWN_VISITOR, UNKNOWN_VISITOR
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Every topic of one device, under ``<prefix>/<device_id>``."""
-
-    prefix: str
-    device_id: str
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}/{self.device_id}"
-
-    @property
-    def availability(self) -> str:
-        return f"{self.base}/availability"
-
-    @property
-    def presence(self) -> str:
-        return f"{self.base}/presence"
-
-    @property
-    def snapshot(self) -> str:
-        return f"{self.base}/snapshot"
-
-    def event(self, name: str) -> str:
-        return f"{self.base}/{name}"
-
-
-ONLINE = "online"
-OFFLINE = "offline"
-PRESENCE_ON = "ON"
-PRESENCE_OFF = "OFF"
+from device.service.topics import (
+    KNOWN_VISITOR,
+    OFFLINE,
+    ONLINE,
+    PRESENCE_OFF,
+    PRESENCE_ON,
+    UNKNOWN_VISITOR,
+    Topics,
+)
 
 
 def node_id(device_id: str) -> str:

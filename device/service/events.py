@@ -8,12 +8,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from device.tracker import Decision, Track
+from device.service.topics import KNOWN_VISITOR, UNKNOWN_VISITOR
+from device.service.tracker import Decision, Track
 
 VISITOR = "visitor"
 VISITOR_LEFT = "visitor_left"
-KNOWN_VISITOR = "known_visitor"
-UNKNOWN_VISITOR = "unknown_visitor"
 
 
 @dataclass(frozen=True)

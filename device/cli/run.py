@@ -10,25 +10,21 @@ from types import FrameType
 
 import click
 
-from device.cli import AppContext
+from device.cli.app import AppContext, pass_app
 from device.config import Config
-from device.discovery import Topics
-from device.gallery import Gallery
-from device.matching import Matcher, resolve_threshold
-from device.mqtt import MqttLink, parse_broker
-from device.outbox import Outbox
-from device.publisher import EventPublisher
-from device.runtime import CameraLoop, LoopOptions, tracker_options
-from device.sdnotify import SystemdNotifier
-from device.sources import SourceOptions, open_source
-from device.tracker import Cooldown, VisitorTracker
+from device.identity.gallery import Gallery
+from device.identity.matching import Matcher, resolve_threshold
+from device.service.loop import CameraLoop, LoopOptions, tracker_options
+from device.service.mqtt import MqttLink, parse_broker
+from device.service.outbox import Outbox
+from device.service.publisher import EventPublisher
+from device.service.sdnotify import SystemdNotifier
+from device.service.topics import Topics
+from device.service.tracker import Cooldown, VisitorTracker
+from device.vision.sources import SourceOptions, open_source
 
 # SIGTERM must end the process within 5 s: up to 3 s of that go to flushing events.
 SHUTDOWN_FLUSH_SECONDS = 3.0
-
-
-def register(main: click.Group) -> None:
-    main.add_command(run)
 
 
 def apply_overrides(
@@ -91,7 +87,7 @@ def warn_stale_people(gallery: Gallery, embedding_key: str) -> None:
     help="Pace video files to their frame rate, or process them as fast as possible (default).",
 )
 @click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
-@click.pass_obj
+@pass_app
 def run(
     app: AppContext,
     source: str | None,

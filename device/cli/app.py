@@ -1,0 +1,128 @@
+"""What every ``peephole`` command shares: the app context, error handling, stderr notes.
+
+Every expected failure is a :class:`PeepholeError` and leaves as one line on
+stderr with exit status 1; usage errors exit 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import click
+
+from device.config import Config
+from device.errors import ModelError, PeepholeError
+from device.identity.gallery import Gallery
+from device.identity.matching import Matcher, resolve_threshold
+from device.vision.embedder import FaceEmbedder
+from device.vision.manifest import embedding_key, file_sha256, load_manifest_for
+from device.vision.pipeline import FacePipeline, default_model_path
+
+
+@dataclass
+class AppContext:
+    """What every subcommand shares: the configuration and the global overrides."""
+
+    config: Config
+    model_override: Path | None = None
+    manifest_override: Path | None = None
+    _embedder: FaceEmbedder | None = field(default=None, repr=False)
+    _pipeline: FacePipeline | None = field(default=None, repr=False)
+
+    @property
+    def model_path(self) -> Path:
+        if self.model_override:
+            return self.model_override
+        if self.config.model.path:
+            return Path(self.config.model.path)
+        return default_model_path()
+
+    @property
+    def manifest_path(self) -> Path | None:
+        if self.manifest_override:
+            return self.manifest_override
+        if self.config.model.manifest and not self.model_override:
+            return Path(self.config.model.manifest)
+        return None
+
+    @property
+    def gallery_path(self) -> Path:
+        return self.config.gallery.resolved_path()
+
+    def embedder(self) -> FaceEmbedder:
+        if self._embedder is None:
+            if not self.model_path.is_file() and self.model_path == default_model_path():
+                raise ModelError(
+                    f"the default model is not installed ({self.model_path}); pass --model FILE"
+                )
+            self._embedder = FaceEmbedder.from_files(
+                self.model_path, self.manifest_path, num_threads=self.config.model.num_threads
+            )
+        return self._embedder
+
+    def open_gallery(self) -> Gallery:
+        """The configured gallery, which must exist already."""
+        return Gallery.open(self.gallery_path, create=False)
+
+    def matcher(self, gallery: Gallery, threshold: float | None = None) -> Matcher:
+        """A matcher over ``gallery`` at the override, the config's or the manifest's threshold."""
+        embedder = self.embedder()
+        override = threshold if threshold is not None else self.config.model.threshold
+        chosen = resolve_threshold(embedder.manifest.identification_threshold, override)
+        return Matcher.from_gallery(
+            gallery, embedder.embedding_key, chosen, self.config.model.margin
+        )
+
+    def embedding_key_without_loading(self) -> str:
+        """The configured model's embedding key, from its file and manifest without loading it."""
+        if not self.model_path.is_file():
+            raise PeepholeError(f"model {self.model_path} is not installed; pass --model FILE")
+        manifest = load_manifest_for(self.model_path, self.manifest_path)
+        return embedding_key(file_sha256(self.model_path), manifest.mirror_average)
+
+    def pipeline(self, with_embedder: bool = True) -> FacePipeline:
+        if self._pipeline is None:
+            self._pipeline = FacePipeline.from_config(self.config)
+        if with_embedder and self._pipeline.embedder is None:
+            self._pipeline.embedder = self.embedder()
+        return self._pipeline
+
+
+class PeepholeGroup(click.Group):
+    """Turns expected errors into one line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PeepholeError as error:
+            fail(str(error))
+        except sqlite3.DatabaseError as error:
+            fail(f"database error: {error}")
+        except OSError as error:
+            fail(f"{error.filename or 'I/O'}: {error.strerror or error}")
+        except KeyboardInterrupt:
+            click.echo("peephole: interrupted", err=True)
+            sys.exit(130)
+
+
+def fail(message: str) -> None:
+    click.echo(f"peephole: error: {message}", err=True)
+    sys.exit(1)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def pass_app(function: Callable[Concatenate[AppContext, P], R]) -> Callable[P, R]:
+    """Pass the AppContext as the first argument (a typed click.make_pass_decorator)."""
+    return click.make_pass_decorator(AppContext)(function)
+
+
+def echo_err(message: str) -> None:
+    click.echo(message, err=True)

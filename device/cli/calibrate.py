@@ -1,0 +1,105 @@
+"""``peephole calibrate``: the door's identification threshold from photos of strangers."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+import numpy as np
+
+from device.cli.app import AppContext, echo_err, pass_app
+from device.errors import GalleryError, PeepholeError
+from device.identity.calibration import (
+    ProbeScores,
+    evaluate,
+    leave_one_out_scores,
+    threshold_for_far,
+)
+from device.identity.matching import Match, Matcher, resolve_threshold
+from device.vision.imageio import expand_image_paths, read_image
+
+
+@click.command()
+@click.option(
+    "--strangers",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder of photos of people who are NOT enrolled.",
+)
+@click.option(
+    "--target-far",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="Largest tolerated fraction of strangers named.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool) -> None:
+    """Choose the identification threshold for this gallery from photos of strangers.
+
+    Prints the threshold and the [model] line to put in the config; writes nothing.
+    """
+    if not strangers.is_dir():
+        raise PeepholeError(f"{strangers}: not a folder")
+    embedder = app.embedder()
+    margin = app.config.model.margin
+    with app.open_gallery() as gallery:
+        matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 1.0, margin)
+        rows = gallery.embeddings(embedder.embedding_key)
+    if not matcher.people:
+        raise GalleryError("nobody is enrolled for this model: enroll the household first")
+    pipeline = app.pipeline()
+    matches: list[Match] = []
+    for path in expand_image_paths([strangers]):
+        try:
+            image = read_image(path)
+        except PeepholeError as error:
+            echo_err(f"peephole: warning: skipped {error}")
+            continue
+        for face in pipeline.analyse(image):
+            if face.embedding is not None:
+                matches.append(matcher.identify(face.embedding))
+    if not matches:
+        raise PeepholeError(f"no usable face among the photos in {strangers}")
+    similarity = np.array([m.similarity for m in matches], dtype=np.float32)
+    gaps = np.array([m.margin for m in matches], dtype=np.float32)
+    chosen = threshold_for_far(similarity, gaps, target_far, margin)
+    if chosen is None:
+        echo_err("no stranger came near anyone enrolled: keeping the current threshold")
+        current = resolve_threshold(embedder.manifest.identification_threshold, None)
+        chosen = resolve_threshold(current, app.config.model.threshold)
+    threshold = chosen
+    stranger_scores = ProbeScores(
+        similarity, gaps, [m.candidate for m in matches], [None] * len(matches)
+    )
+    far = evaluate(stranger_scores, threshold, margin).strangers_named
+    household = evaluate(
+        leave_one_out_scores(rows.vectors, rows.person_index, rows.names), threshold, margin
+    )
+    result = {
+        "threshold": threshold,
+        "margin": margin,
+        "target_far": target_far,
+        "stranger_faces": len(matches),
+        "strangers_named": far,
+        "enrolled_samples": household.enrolled_probes,
+        "enrolled_named_correctly_leave_one_out": household.enrolled_named_correctly,
+        "resolvable": len(matches) * target_far >= 1.0,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"threshold {threshold:.3f}: {far:.1%} of {len(matches)} stranger faces named "
+        f"(target {target_far:.1%}); enrolled samples named correctly (leave-one-out): "
+        f"{household.enrolled_named_correctly:.1%} of {household.enrolled_probes}"
+    )
+    if not result["resolvable"]:
+        echo_err(
+            f"peephole: warning: {len(matches)} stranger faces cannot resolve a {target_far:.1%} "
+            f"target; use at least {math.ceil(1 / target_far)} for a trustworthy threshold"
+        )
+    click.echo(f"to use it, put in the config:\n[model]\nthreshold = {threshold:.3f}")

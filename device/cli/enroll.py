@@ -1,0 +1,151 @@
+"""``peephole enroll``: a person's samples from the camera, photos or a video."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import numpy as np
+
+from device.cli.app import AppContext, echo_err, pass_app
+from device.errors import GalleryError
+from device.identity.enroll import (
+    Enrollment,
+    EnrollOptions,
+    FrameOutcome,
+    enroll_frames,
+    enroll_images,
+    image_paths,
+    source_frames,
+    video_frames,
+)
+from device.identity.gallery import Gallery, normalise_name
+from device.vision.sources import SourceOptions
+
+
+@click.command()
+@click.option("--name", required=True, help="The person's display name (any Unicode).")
+@click.option("--images", "from_images", is_flag=True, help="Enroll from PATHS (files/folders).")
+@click.option("--video", type=click.Path(path_type=Path), help="Enroll from a video file.")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--samples", type=click.IntRange(1), help="Good samples to collect [enroll.samples].")
+@click.option("--min-samples", type=click.IntRange(1), help="Fewer than this stores nothing.")
+@click.option("--largest-face", is_flag=True, help="Use the largest face of a crowded frame.")
+@click.option("--append", is_flag=True, help="Add samples to an already enrolled person.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(1),
+    default=60.0,
+    show_default=True,
+    help="Camera: give up after this many seconds.",
+)
+@pass_app
+def enroll(
+    app: AppContext,
+    name: str,
+    from_images: bool,
+    video: Path | None,
+    paths: tuple[Path, ...],
+    samples: int | None,
+    min_samples: int | None,
+    largest_face: bool,
+    append: bool,
+    timeout: float,
+) -> None:
+    """Enroll NAME from the camera (default), from photos (--images PATHS...) or a --video."""
+    if paths and not from_images:
+        raise click.UsageError("PATHS are only taken with --images")
+    if from_images and not paths:
+        raise click.UsageError("--images needs at least one file or folder")
+    if from_images and video:
+        raise click.UsageError("choose one of --images and --video")
+    display = normalise_name(name)
+    files = image_paths(list(paths)) if from_images else []
+    existing = check_enrollable(app, display, append)
+    settings = app.config.enroll
+    default_min = 1 if from_images else settings.min_samples
+    options = EnrollOptions(
+        samples=samples or (len(files) if from_images else settings.samples),
+        min_samples=min_samples or default_min,
+        largest_face=largest_face,
+        store_crops=app.config.gallery.store_crops,
+        duplicate_similarity=settings.duplicate_similarity,
+    )
+    if options.min_samples > options.samples:
+        raise click.UsageError(f"--min-samples {options.min_samples} is above {options.samples}")
+    embedder = app.embedder()
+    enrollment = Enrollment(app.pipeline(), options, existing_embeddings(app, display, existing))
+    if from_images:
+        report_images(enroll_images(enrollment, files))
+    elif video is not None:
+        report_stream(enroll_frames(enrollment, video_frames(video)), options.samples)
+    else:
+        echo_err(f"look at the camera ({app.config.camera.source}); collecting {options.samples}")
+        camera = app.config.camera
+        capture = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps)
+        frames = source_frames(camera.source, capture, timeout)
+        report_stream(enroll_frames(enrollment, frames), options.samples, live=True)
+    taken = enrollment.result(options.min_samples)
+    with Gallery.open(app.gallery_path) as gallery:
+        stored = gallery.add_person_samples(display, taken, embedder.embedding_key, append=append)
+    click.echo(f"enrolled {stored}: {len(taken)} sample(s) (model {embedder.embedding_key[:12]})")
+    if from_images and len(taken) < 3 and existing is None:
+        echo_err("note: 5-10 varied photos recognise better than one or two")
+
+
+def check_enrollable(app: AppContext, name: str, append: bool) -> bool | None:
+    """Refuse early (before any capture) a duplicate name or an unusable gallery.
+
+    Returns None for a new person, True when appending to an enrolled one.
+    """
+    path = app.gallery_path
+    if not path.exists():
+        folder = next(p for p in path.absolute().parents if p.exists())
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise GalleryError(f"cannot create gallery {path}: {folder} is not writable")
+        return None
+    with Gallery.open(path, create=False) as gallery:
+        if gallery.read_only:
+            raise GalleryError(f"gallery {path} is read-only")
+        if gallery.person_id(name) is None:
+            return None
+        if not append:
+            raise GalleryError(
+                f"{gallery.display_name(name)!r} is already enrolled; "
+                "use --append to add samples, or choose another name"
+            )
+    return True
+
+
+def existing_embeddings(app: AppContext, name: str, existing: bool | None) -> np.ndarray | None:
+    if existing is None:
+        return None
+    with Gallery.open(app.gallery_path, create=False) as gallery:
+        return gallery.person_embeddings(name, app.embedder().embedding_key)
+
+
+def report_images(outcomes: Iterator[FrameOutcome]) -> None:
+    taken = 0
+    for outcome in outcomes:
+        if outcome.accepted:
+            taken += 1
+            echo_err(f"{outcome.source}: sample {taken}")
+        else:
+            echo_err(f"{outcome.source}: skipped: {outcome.reason}")
+
+
+def report_stream(outcomes: Iterator[FrameOutcome], wanted: int, live: bool = False) -> None:
+    """Progress for video and camera: each sample, and (live) why frames are refused."""
+    taken = 0
+    last_note = 0.0
+    for outcome in outcomes:
+        if outcome.accepted:
+            taken += 1
+            echo_err(f"sample {taken}/{wanted} ({outcome.source})")
+        elif live and time.monotonic() - last_note >= 1.0:
+            last_note = time.monotonic()
+            hint = " (turn your head a little)" if outcome.reason == "near-duplicate" else ""
+            echo_err(f"waiting: {outcome.reason}{hint}")

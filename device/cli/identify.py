@@ -1,0 +1,76 @@
+"""``peephole identify``: name every face in photos, or say it is unknown."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from device.cli.app import AppContext, echo_err, pass_app
+from device.errors import PeepholeError
+from device.identity.matching import Match
+from device.vision.imageio import expand_image_paths, read_image
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per face.")
+@click.option("--threshold", type=click.FloatRange(-1, 1), help="Override the threshold.")
+@pass_app
+def identify(
+    app: AppContext, images: tuple[Path, ...], as_json: bool, threshold: float | None
+) -> None:
+    """Name every face in IMAGES, or say it is unknown."""
+    failures = 0
+    with app.open_gallery() as gallery:
+        matcher = app.matcher(gallery, threshold)
+        if not matcher.people:
+            echo_err("peephole: warning: nobody is enrolled for this model")
+        pipeline = app.pipeline()
+        for path in expand_image_paths(list(images)):
+            try:
+                image = read_image(path)
+            except PeepholeError as error:
+                echo_err(f"peephole: error: {error}")
+                failures += 1
+                continue
+            faces = pipeline.analyse(image)
+            if not faces:
+                click.echo(
+                    json.dumps({"image": str(path), "faces": 0}) if as_json else f"{path}: no face"
+                )
+            for face in faces:
+                match = None if face.embedding is None else matcher.identify(face.embedding)
+                record = identify_record(str(path), face.detection.box, match, face.quality.verdict)
+                click.echo(
+                    json.dumps(record, ensure_ascii=False) if as_json else identify_line(record)
+                )
+    if failures:
+        sys.exit(1)
+
+
+def identify_record(
+    image: str, box: tuple[float, float, float, float], match: Match | None, verdict: str
+) -> dict[str, Any]:
+    return {
+        "image": image,
+        "box": [round(float(v), 1) for v in box],
+        "person": None if match is None else match.person,
+        "similarity": None if match is None else round(match.similarity, 4),
+        "margin": None if match is None else round(match.margin, 4),
+        "verdict": verdict,
+    }
+
+
+def identify_line(record: dict[str, Any]) -> str:
+    if record["similarity"] is None:
+        return f"{record['image']}: box={record['box']} not identified (gate: {record['verdict']})"
+    person = record["person"] if record["person"] is not None else "unknown"
+    return (
+        f"{record['image']}: box={record['box']} person={person} "
+        f"similarity={record['similarity']:.3f} margin={record['margin']:.3f} "
+        f"verdict={record['verdict']}"
+    )

@@ -1,0 +1,57 @@
+"""The ``peephole`` command line: a thin click layer over the device library.
+
+Every expected failure is a :class:`PeepholeError` and leaves as one line on
+stderr with exit status 1; usage errors exit 2 (click's convention).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from device.cli.app import AppContext, PeepholeGroup, fail
+from device.cli.calibrate import calibrate
+from device.cli.enroll import enroll
+from device.cli.gallery import gallery_group
+from device.cli.identify import identify
+from device.cli.inspect import inspect
+from device.cli.people import people
+from device.cli.run import run
+from device.config import load_config
+from device.errors import PeepholeError
+
+
+@click.group(cls=PeepholeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), help="Configuration TOML file."
+)
+@click.option(
+    "--db", "db_path", type=click.Path(path_type=Path), help="Gallery database (overrides config)."
+)
+@click.option(
+    "--model", "model_path", type=click.Path(path_type=Path), help="Embedding model .tflite."
+)
+@click.option(
+    "--manifest", "manifest_path", type=click.Path(path_type=Path), help="The model's manifest."
+)
+@click.pass_context
+def main(
+    ctx: click.Context,
+    config_path: Path | None,
+    db_path: Path | None,
+    model_path: Path | None,
+    manifest_path: Path | None,
+) -> None:
+    """peephole: face recognition for a door camera."""
+    try:
+        config = load_config(config_path)
+    except PeepholeError as error:
+        fail(str(error))
+    if db_path:
+        config.gallery.path = str(db_path)
+    ctx.obj = AppContext(config, model_override=model_path, manifest_override=manifest_path)
+
+
+for command in (inspect, enroll, identify, people, gallery_group, calibrate, run):
+    main.add_command(command)

@@ -1,0 +1,69 @@
+"""``peephole people``: list, remove and rename enrolled people."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from device.cli.app import AppContext, pass_app
+
+
+@click.group()
+def people() -> None:
+    """List, remove and rename enrolled people."""
+
+
+@people.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per person.")
+@pass_app
+def people_list(app: AppContext, as_json: bool) -> None:
+    """Names, sample counts for the current model, crops, last seen, and what to do."""
+    key = app.embedding_key_without_loading()
+    with app.open_gallery() as gallery:
+        summaries = gallery.summaries(key)
+    if as_json:
+        for s in summaries:
+            click.echo(
+                json.dumps(
+                    {
+                        "name": s.name,
+                        "samples": s.samples,
+                        "other_model_samples": s.other_model_samples,
+                        "crops": s.crops,
+                        "last_seen": s.last_seen,
+                        "status": s.status,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    click.echo(f"model {key[:12]}: {len(summaries)} people")
+    for s in summaries:
+        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_seen)) if s.last_seen else "-"
+        click.echo(
+            f"{s.name}\tsamples={s.samples} other-model={s.other_model_samples} "
+            f"crops={s.crops} last-seen={seen} {s.status}"
+        )
+
+
+@people.command("remove")
+@click.argument("name")
+@pass_app
+def people_remove(app: AppContext, name: str) -> None:
+    """Delete NAME and everything stored about them (embeddings and crops)."""
+    with app.open_gallery() as gallery:
+        removed = gallery.remove_person(name)
+    click.echo(f"removed {removed}")
+
+
+@people.command("rename")
+@click.argument("old")
+@click.argument("new")
+@pass_app
+def people_rename(app: AppContext, old: str, new: str) -> None:
+    """Rename OLD to NEW."""
+    with app.open_gallery() as gallery:
+        before, after = gallery.rename_person(old, new)
+    click.echo(f"renamed {before} to {after}")

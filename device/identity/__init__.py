@@ -1,0 +1,1 @@
+"""Who is this: the gallery, matching, threshold calibration, enrollment, the export file."""

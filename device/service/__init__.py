@@ -1,0 +1,1 @@
+"""The door service: the frame loop, visitor tracking, events, the outbox and MQTT."""

@@ -1,0 +1,43 @@
+"""The MQTT vocabulary of one door: its topics and the payloads subscribers match on.
+
+Kept apart from discovery and events so the transport, the publisher and the
+loop agree on names without loading each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ONLINE = "online"
+OFFLINE = "offline"
+PRESENCE_ON = "ON"
+PRESENCE_OFF = "OFF"
+KNOWN_VISITOR = "known_visitor"
+UNKNOWN_VISITOR = "unknown_visitor"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic of one device, under ``<prefix>/<device_id>``."""
+
+    prefix: str
+    device_id: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.device_id}"
+
+    @property
+    def availability(self) -> str:
+        return f"{self.base}/availability"
+
+    @property
+    def presence(self) -> str:
+        return f"{self.base}/presence"
+
+    @property
+    def snapshot(self) -> str:
+        return f"{self.base}/snapshot"
+
+    def event(self, name: str) -> str:
+        return f"{self.base}/{name}"

@@ -1,0 +1,1 @@
+"""Frames to faces: sources, detection, landmarks, alignment, the quality gate, embedding."""
