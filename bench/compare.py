@@ -76,7 +76,7 @@ class Settings:
     lfw_folds: int | None
     lfw_pairs_per_half: int | None
     threads: tuple[int, ...]
-    run_max_frames: int | None
+    run_stop_after_frames: int | None
     first_frame_repeats: int
     match_repeats: int
     gallery_people: int
@@ -296,7 +296,7 @@ def run_all() -> None:
         run_folder.mkdir()
         cli = footprint.PeepholeCli(run_folder, headline.model, headline.manifest, ROOT)
         run = footprint.measure_run(
-            cli, CLIP, ENROLL, settings.run_max_frames, settings.first_frame_repeats
+            cli, CLIP, ENROLL, settings.run_stop_after_frames, settings.first_frame_repeats
         )
 
     log("gallery scaling and model graphs")
@@ -617,15 +617,15 @@ def write_report(
                 "`peephole run` on the clip",
                 f"{run.run.seconds:.1f} s wall for the whole process"
                 + (
-                    f" ({settings.run_max_frames} frames)"
-                    if settings.run_max_frames
+                    f" ({settings.run_stop_after_frames} frames)"
+                    if settings.run_stop_after_frames
                     else " (all 275 frames, --fast)"
                 ),
             ],
             ["its own summary (stderr)", run_summary(run.run.stderr)],
             ["peak resident memory of `peephole run`", f"{run.run.peak_rss_mb:.0f} MB"],
             [
-                "start to first processed frame (`run --max-frames 1`, process start to exit, median)",
+                "start to first processed frame (`run --stop-after-frames 1`, process start to exit, median)",
                 f"{run.first_frame_median:.2f} s (runs: {', '.join(f'{s:.2f}' for s in run.first_frame_seconds)}; "
                 f"a bare `python -c pass` takes {run.python_start_seconds:.2f} s here)",
             ],

@@ -108,7 +108,7 @@ def measure_run(
     cli: PeepholeCli,
     clip: Path,
     enroll: tuple[str, Path],
-    max_frames: int | None,
+    stop_after_frames: int | None,
     first_frame_repeats: int,
 ) -> RunFootprint:
     name, photo = enroll
@@ -118,12 +118,14 @@ def measure_run(
     if enrolled.returncode != 0:
         raise RuntimeError(f"peephole enroll failed: {enrolled.stderr.strip()}")
     outbox = str(cli.folder / "outbox.db")
-    limit = ["--max-frames", str(max_frames)] if max_frames else []
+    limit = ["--stop-after-frames", str(stop_after_frames)] if stop_after_frames else []
     run = cli("run", "--source", str(clip), "--fast", "--outbox", outbox, *limit)
     if run.returncode != 0:
         raise RuntimeError(f"peephole run failed: {run.stderr.strip()}")
     first = [
-        cli("run", "--source", str(clip), "--fast", "--outbox", outbox, "--max-frames", "1").seconds
+        cli(
+            "run", "--source", str(clip), "--fast", "--outbox", outbox, "--stop-after-frames", "1"
+        ).seconds
         for _ in range(first_frame_repeats)
     ]
     bare = run_measured([sys.executable, "-c", "pass"], cli.env, cli.root).seconds

@@ -271,7 +271,7 @@ def test_mirror_averaged_manifest_keeps_its_own_gallery_rows(
     clip = str(require_shared("data/video/short_hamilton_clip.mp4"))
     outbox = str(tmp_path / "outbox.db")
     watched = CliRunner().invoke(
-        main, [*other, "run", "--source", clip, "--max-frames", "1", "--outbox", outbox]
+        main, [*other, "run", "--source", clip, "--stop-after-frames", "1", "--outbox", outbox]
     )
     assert watched.exit_code == 0, watched.output
     assert "not recognised until 'peephole gallery reembed': Hugh" in watched.stderr

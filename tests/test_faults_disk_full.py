@@ -160,14 +160,14 @@ def test_run_whose_disk_fills_up_keeps_announcing_and_recovers(
         # Started on a full disk it either refuses in one line (SQLite cannot make its
         # WAL files) or runs and says of each event it cannot keep that the disk is full.
         filler = fill(disk)
-        full = run_to_end(config, reference_f32, "--source", clip, "--max-frames", "60")
+        full = run_to_end(config, reference_f32, "--source", clip, "--stop-after-frames", "60")
         errors = [line for line in full.stderr.splitlines() if line.startswith("peephole: e")]
         assert full.returncode in (0, 1) and "Traceback" not in full.stderr
         assert errors and all("is full" in line for line in errors), full.stderr
         if full.returncode == 1:
             assert len(errors) == 1
         filler.unlink()
-        again = run_to_end(config, reference_f32, "--source", clip, "--max-frames", "120")
+        again = run_to_end(config, reference_f32, "--source", clip, "--stop-after-frames", "120")
         assert again.returncode == 0, again.stderr
         assert "error" not in again.stderr
         assert {e["event_id"] for e in json_lines(again.stdout)} <= outbox_ids(outbox)

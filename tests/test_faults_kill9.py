@@ -82,7 +82,7 @@ def test_kill_9_of_run_while_publishing_loses_no_event(
         assert integrity(gallery) == ("ok", []), "gallery damaged by kill -9"
     assert killed_with_events >= KILLS // 4, "too few kills landed while it published"
     # A clean start delivers whatever the kills left in the outbox.
-    final = run_to_end(config, reference_f32, "--source", clip, "--max-frames", "1")
+    final = run_to_end(config, reference_f32, "--source", clip, "--stop-after-frames", "1")
     assert final.returncode == 0, final.stderr
 
     def delivered() -> list[str]:

@@ -130,7 +130,7 @@ def test_broken_part_is_refused_at_start_in_one_line(
         [
             "--config", str(setup["config"]), "--model", str(setup["model"]),
             "--manifest", str(reference_f32[1]),
-            "run", "--source", str(require_shared(CLIP)), "--max-frames", "5",
+            "run", "--source", str(require_shared(CLIP)), "--stop-after-frames", "5",
         ],
     )  # fmt: skip
     assert result.exit_code == 1, result.output

@@ -87,7 +87,7 @@ def test_events_made_while_the_broker_is_down_arrive_once_in_order(
         "--source",
         str(require_shared(CLIP)),
         "--realtime",
-        "--max-frames",
+        "--stop-after-frames",
         "150",
     )
     reader = LineReader(process)
@@ -124,7 +124,7 @@ def test_events_survive_kill_9_and_restart_while_the_broker_is_down(
     before_crash = [str(e["event_id"]) for e in first_reader.events]
 
     second = start_run(
-        config, reference_f32, "--source", source, "--realtime", "--max-frames", "120"
+        config, reference_f32, "--source", source, "--realtime", "--stop-after-frames", "120"
     )
     second_reader = LineReader(second)
     try:

@@ -88,7 +88,7 @@ def secure_run(
         reference,
         "--source",
         str(require_shared(CLIP)),
-        "--max-frames",
+        "--stop-after-frames",
         "150",
         **environment,
     )
@@ -208,7 +208,7 @@ def test_a_wrong_password_is_reported_without_echoing_either_password(
         mqtt_extra=f'username = "door"\npassword = "{wrong}"\ntls = true\nca_file = "{pki.ca}"\n',
     )
     result = run_to_end(
-        config, reference_f32, "--source", str(require_shared(CLIP)), "--max-frames", "60"
+        config, reference_f32, "--source", str(require_shared(CLIP)), "--stop-after-frames", "60"
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, result.stderr

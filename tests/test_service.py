@@ -83,7 +83,7 @@ def test_notify_socket_sees_ready_then_repeated_watchdog_and_status(
         reference_f32,
         "--source",
         str(require_shared(CLIP)),
-        "--max-frames",
+        "--stop-after-frames",
         "150",
         NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
         WATCHDOG_USEC="150000",

@@ -11,12 +11,7 @@ import numpy as np
 
 from device.cli.app import AppContext, echo_err, pass_app
 from device.errors import GalleryError, PeepholeError
-from device.identity.calibration import (
-    ProbeScores,
-    evaluate,
-    leave_one_out_scores,
-    threshold_for_far,
-)
+from device.identity.calibration import ProbeScores, calibrate_door, leave_one_out_scores
 from device.identity.matching import Match, Matcher, resolve_threshold
 from device.vision.imageio import expand_image_paths, read_image
 
@@ -64,42 +59,46 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
                 matches.append(matcher.identify(face.embedding))
     if not matches:
         raise PeepholeError(f"no usable face among the photos in {strangers}")
-    similarity = np.array([m.similarity for m in matches], dtype=np.float32)
-    gaps = np.array([m.margin for m in matches], dtype=np.float32)
-    chosen = threshold_for_far(similarity, gaps, target_far, margin)
-    if chosen is None:
-        echo_err("no stranger came near anyone enrolled: keeping the current threshold")
-        current = resolve_threshold(embedder.manifest.identification_threshold, None)
-        chosen = resolve_threshold(current, app.config.model.threshold)
-    threshold = chosen
     stranger_scores = ProbeScores(
-        similarity, gaps, [m.candidate for m in matches], [None] * len(matches)
+        np.array([m.similarity for m in matches], dtype=np.float32),
+        np.array([m.margin for m in matches], dtype=np.float32),
+        [m.candidate for m in matches],
+        [None] * len(matches),
     )
-    far = evaluate(stranger_scores, threshold, margin).strangers_named
-    household = evaluate(
-        leave_one_out_scores(rows.vectors, rows.person_index, rows.names), threshold, margin
+    current = resolve_threshold(embedder.manifest.identification_threshold, None)
+    result = calibrate_door(
+        stranger_scores,
+        leave_one_out_scores(rows.vectors, rows.person_index, rows.names),
+        target_far,
+        margin,
+        fallback_threshold=resolve_threshold(current, app.config.model.threshold),
     )
-    result = {
-        "threshold": threshold,
-        "margin": margin,
-        "target_far": target_far,
-        "stranger_faces": len(matches),
-        "strangers_named": far,
-        "enrolled_samples": household.enrolled_probes,
-        "enrolled_named_correctly_leave_one_out": household.enrolled_named_correctly,
-        "resolvable": len(matches) * target_far >= 1.0,
-    }
+    if not result.found:
+        echo_err("no stranger came near anyone enrolled: keeping the current threshold")
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(
+            json.dumps(
+                {
+                    "threshold": result.threshold,
+                    "margin": margin,
+                    "target_far": target_far,
+                    "stranger_faces": result.stranger_faces,
+                    "strangers_named": result.strangers_named,
+                    "enrolled_samples": result.enrolled_samples,
+                    "enrolled_named_correctly_leave_one_out": result.enrolled_named_correctly,
+                    "resolvable": result.resolvable,
+                }
+            )
+        )
         return
     click.echo(
-        f"threshold {threshold:.3f}: {far:.1%} of {len(matches)} stranger faces named "
-        f"(target {target_far:.1%}); enrolled samples named correctly (leave-one-out): "
-        f"{household.enrolled_named_correctly:.1%} of {household.enrolled_probes}"
+        f"threshold {result.threshold:.3f}: {result.strangers_named:.1%} of {len(matches)} "
+        f"stranger faces named (target {target_far:.1%}); enrolled samples named correctly "
+        f"(leave-one-out): {result.enrolled_named_correctly:.1%} of {result.enrolled_samples}"
     )
-    if not result["resolvable"]:
+    if not result.resolvable:
         echo_err(
             f"peephole: warning: {len(matches)} stranger faces cannot resolve a {target_far:.1%} "
             f"target; use at least {math.ceil(1 / target_far)} for a trustworthy threshold"
         )
-    click.echo(f"to use it, put in the config:\n[model]\nthreshold = {threshold:.3f}")
+    click.echo(f"to use it, put in the config:\n[model]\nthreshold = {result.threshold:.3f}")

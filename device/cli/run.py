@@ -86,7 +86,9 @@ def warn_stale_people(gallery: Gallery, embedding_key: str) -> None:
     default=None,
     help="Pace video files to their frame rate, or process them as fast as possible (default).",
 )
-@click.option("--max-frames", type=click.IntRange(min=1), help="Stop after this many frames.")
+@click.option(
+    "--stop-after-frames", type=click.IntRange(min=1), help="Stop after this many frames."
+)
 @pass_app
 def run(
     app: AppContext,
@@ -95,7 +97,7 @@ def run(
     device_id: str | None,
     outbox: Path | None,
     realtime: bool | None,
-    max_frames: int | None,
+    stop_after_frames: int | None,
 ) -> None:
     """Watch the door: recognise visitors and publish events (stdout and MQTT)."""
     config = app.config
@@ -153,7 +155,7 @@ def run(
             device_id=settings.device_id,
             notifier=notifier,
             stop=stop,
-            options=LoopOptions(max_frames=max_frames, snapshots=settings.snapshots),
+            options=LoopOptions(stop_after_frames=stop_after_frames, snapshots=settings.snapshots),
             log=log,
         )
         try:

@@ -141,3 +141,49 @@ def leave_one_out_scores(
         candidate=[names[int(i)] for i in best],
         truth=[names[int(i)] for i in person_index],
     )
+
+
+@dataclass(frozen=True)
+class DoorCalibration:
+    """A door's identification threshold and what it does to strangers and the household."""
+
+    threshold: float
+    found: bool  # False: no stranger came near anyone, so the fallback threshold was kept
+    target_far: float
+    margin: float
+    stranger_faces: int
+    strangers_named: float
+    enrolled_samples: int
+    enrolled_named_correctly: float  # leave-one-out, from the gallery alone
+
+    @property
+    def resolvable(self) -> bool:
+        """Enough stranger faces for the target to mean something (one named is < target)."""
+        return self.stranger_faces * self.target_far >= 1.0
+
+
+def calibrate_door(
+    strangers: ProbeScores,
+    household: ProbeScores,
+    target_far: float,
+    margin: float,
+    fallback_threshold: float,
+) -> DoorCalibration:
+    """The lowest threshold meeting ``target_far`` on the strangers' faces, with its effects.
+
+    ``household`` holds the enrolled samples' leave-one-out scores
+    (:func:`leave_one_out_scores`).
+    """
+    chosen = threshold_for_far(strangers.similarity, strangers.margin, target_far, margin)
+    threshold = fallback_threshold if chosen is None else chosen
+    enrolled = evaluate(household, threshold, margin)
+    return DoorCalibration(
+        threshold=threshold,
+        found=chosen is not None,
+        target_far=target_far,
+        margin=margin,
+        stranger_faces=len(strangers.similarity),
+        strangers_named=evaluate(strangers, threshold, margin).strangers_named,
+        enrolled_samples=enrolled.enrolled_probes,
+        enrolled_named_correctly=enrolled.enrolled_named_correctly,
+    )

@@ -36,7 +36,7 @@ from device.vision.sources import Frame, FrameSource
 
 @dataclass(frozen=True)
 class LoopOptions:
-    max_frames: int | None = None
+    stop_after_frames: int | None = None
     status_interval: float = 5.0
     gallery_refresh_interval: float = 1.0
     snapshots: bool = False
@@ -128,7 +128,10 @@ class CameraLoop:
         frames_at_status = 0
         self.notifier.ready(f"watching {self.source.description}")
         while not self.stop.is_set():
-            if self.options.max_frames is not None and self.stats.frames >= self.options.max_frames:
+            if (
+                self.options.stop_after_frames is not None
+                and self.stats.frames >= self.options.stop_after_frames
+            ):
                 break
             frame = self.source.read()
             if frame is None:
