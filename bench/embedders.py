@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from device.vision.embedder import FaceEmbedder
+from device.vision.imageio import read_image
 from device.vision.pipeline import default_model_path
-from trainer.export import sample_crops
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
@@ -34,16 +34,25 @@ def ms_per_face(embedder: FaceEmbedder, crops: np.ndarray) -> float:
     return 1000 * (time.perf_counter() - started) / len(crops)
 
 
+def aligned_crops(count: int) -> np.ndarray:
+    """The first ``count`` celebrity112 images: already ArcFace-aligned 112x112 faces."""
+    paths = sorted((SHARED / "data/celebrity112").rglob("*.png"))[:count]
+    if len(paths) < count:
+        raise SystemExit(
+            f"embedders: {count} aligned crops wanted, {len(paths)} found under {SHARED}"
+        )
+    return np.stack([read_image(path) for path in paths])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", type=Path)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--crops", type=int, default=100)
-    parser.add_argument("--prepared", type=Path, default=ROOT / "runs/data/utk5")
     args = parser.parse_args()
     models = args.models or [default_model_path(), MOBILEFACENET]
     embedders = {m: FaceEmbedder.from_files(m, num_threads=1) for m in models}
-    crops = sample_crops(args.prepared, args.crops, seed=3)
+    crops = aligned_crops(args.crops)
     for embedder in embedders.values():
         embedder.embed_many(crops[:5])
     timings: dict[Path, list[float]] = {m: [] for m in models}
