@@ -20,7 +20,7 @@ import numpy as np
 
 from device.embedder import FaceEmbedder
 from device.pipeline import default_model_path
-from trainer.export import sample_crops
+from trainer.prepared import sample_crops
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import cv2
 import numpy as np
 
 from device.embedder import FaceEmbedder
@@ -35,7 +34,7 @@ from device.manifest import ModelManifest, file_sha256
 from device.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
 from trainer.import_mxnet import PROVENANCE_FILE
-from trainer.prepare import read_kept
+from trainer.prepared import sample_crops
 
 
 @dataclass(frozen=True)
@@ -116,20 +115,6 @@ def keras_embed_fn(model: Any) -> Any:
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
     return embed
-
-
-def sample_crops(folder: Path, count: int, seed: int) -> np.ndarray:
-    """``count`` random aligned crops (RGB uint8) from a prepared folder, in a fixed order."""
-    kept = read_kept(folder)
-    if not kept:
-        raise PeepholeError(f"{folder}: no crops")
-    rows = np.random.default_rng(seed).permutation(len(kept))[:count]
-    crops = []
-    for row in rows:
-        bgr = cv2.imread(str(folder / kept[row].crop), cv2.IMREAD_COLOR)
-        if bgr is not None and bgr.shape == (INPUT_SIZE, INPUT_SIZE, 3):
-            crops.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return np.stack(crops)
 
 
 def convert(model: Any, representative: np.ndarray | None) -> bytes:

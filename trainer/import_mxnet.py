@@ -23,6 +23,7 @@ from device.errors import ModelError
 from device.manifest import file_sha256
 from trainer.constants import normalise_pixels
 from trainer.mxnet_import import MxnetNetwork, numpy_forward
+from trainer.prepared import sample_crops
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -122,8 +123,6 @@ def register(group: click.Group) -> None:
         min_cosine: float,
     ) -> None:  # fmt: skip
         """Import pretrained MXNet weights (no MXNet needed); fails without parity."""
-        from trainer.export import sample_crops
-
         if output.suffix != ".keras":
             raise ModelError(f"{output}: the output is a .keras model")
         report = import_mxnet(

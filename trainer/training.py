@@ -51,9 +51,9 @@ from trainer.losses import (
     triplet_semihard_loss,
 )
 from trainer.model import build_mobilefacenet
+from trainer.prepared import load_teacher_targets
 from trainer.recipes import LOSSES, TeacherSpec, TrainOptions, learning_rate_at
 from trainer.run_report import RunReport
-from trainer.teacher import load_teacher_targets
 from trainer.views import consistent_dataset
 from trainer.warmstart import load_tflite_weights
 
