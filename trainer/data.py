@@ -148,15 +148,12 @@ def triplet_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def teacher_targets(
-    raw: np.ndarray, centre: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Centred, normalised teacher embeddings and the centre used (kept for held-out data).
+def teacher_targets(raw: np.ndarray) -> np.ndarray:
+    """Centred, normalised teacher embeddings.
 
     dlib's descriptors share a large common direction; removing the dataset mean
     spreads their cosines so that they carry identity, not the common offset.
     """
-    centre = raw.mean(axis=0) if centre is None else centre
-    centred = raw - centre
+    centred = raw - raw.mean(axis=0)
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    return (centred / np.maximum(norms, 1e-12)).astype(np.float32), centre.astype(np.float32)
+    return (centred / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -154,8 +154,6 @@ def prepare(
         sample = report.samples[index]
         if sample.kept:
             sample.crop = write_crop(dst, sample, crop)
-    if labelled:
-        _drop_small_identities(report, options)
     report.write(dst)
     return report
 

@@ -164,7 +164,7 @@ class Trainer:
                 )
             crops = crops.subset(rows)
             raw = np.stack([by_source[s] for s in crops.sources])
-            targets, _ = teacher_targets(raw)
+            targets = teacher_targets(raw)
         elif spec is not None:
             targets = np.zeros((len(crops), 1), dtype=np.float32)
         else:
