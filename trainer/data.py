@@ -156,4 +156,4 @@ def teacher_targets(raw: np.ndarray) -> np.ndarray:
     """
     centred = raw - raw.mean(axis=0)
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    return (centred / np.maximum(norms, 1e-12)).astype(np.float32)
+    return np.asarray(centred / np.maximum(norms, 1e-12), dtype=np.float32)

@@ -112,7 +112,7 @@ def keras_embed_fn(model: Any) -> Any:
         vectors = np.asarray(
             model.predict(normalise_pixels(crops), batch_size=64, verbose=0), dtype=np.float32
         )
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
     return embed
 
@@ -167,7 +167,9 @@ def parity(
     float_embedder: FaceEmbedder, int8_embedder: FaceEmbedder, crops: np.ndarray
 ) -> np.ndarray:
     """Cosine between the float and int8 embedding of each crop."""
-    return np.einsum("ij,ij->i", float_embedder.embed_many(crops), int8_embedder.embed_many(crops))
+    return np.asarray(
+        np.einsum("ij,ij->i", float_embedder.embed_many(crops), int8_embedder.embed_many(crops))
+    )
 
 
 @dataclass(frozen=True)

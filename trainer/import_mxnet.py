@@ -39,7 +39,7 @@ class ImportReport:
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
 
 def parity_cosines(network: MxnetNetwork, model: Any, crops: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def parity_cosines(network: MxnetNetwork, model: Any, crops: np.ndarray) -> np.n
         [numpy_forward(network, crops[i : i + 16]) for i in range(0, len(crops), 16)]
     )
     replica = np.asarray(model.predict(normalise_pixels(crops), batch_size=32, verbose=0))
-    return np.einsum("ij,ij->i", unit(reference), unit(replica))
+    return np.asarray(np.einsum("ij,ij->i", unit(reference), unit(replica)))
 
 
 def import_mxnet(

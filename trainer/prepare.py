@@ -189,7 +189,7 @@ def _align_one(
 
 def _centre(embeddings: np.ndarray) -> np.ndarray:
     mean = embeddings.mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return np.asarray(mean / max(float(np.linalg.norm(mean)), 1e-12))
 
 
 def _drop_outliers(

@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -240,7 +241,7 @@ class Trainer:
         assert self.head is not None
         return arcface_loss(self.head, embeddings, targets)
 
-    def _train_step_fn(self):  # type: ignore[no-untyped-def]
+    def _train_step_fn(self) -> Callable[[tuple[tf.Tensor, ...]], tf.Tensor]:
         variables = self._variables()
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
@@ -255,12 +256,15 @@ class Trainer:
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return loss
 
-        @tf.function(reduce_retracing=True)
         def train_step(batch: tuple[tf.Tensor, ...]) -> tf.Tensor:
             per_replica = strategy.run(replica_step, args=batch)
             return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
 
-        return train_step
+        # tf.function used as a call, not a decorator: TensorFlow is untyped.
+        compiled: Callable[[tuple[tf.Tensor, ...]], tf.Tensor] = tf.function(
+            train_step, reduce_retracing=True
+        )
+        return compiled
 
     def _batch_images(self) -> int:
         options = self.options
