@@ -81,7 +81,7 @@ def plane_homography(
     extrinsic = np.column_stack([rotation[:, 0], rotation[:, 1], translation])
     to_centre = np.array([[1, 0, -width / 2], [0, 1, -height / 2], [0, 0, 1]])
     homography: np.ndarray = camera @ extrinsic @ to_centre
-    return homography / homography[2, 2]
+    return np.asarray(homography / homography[2, 2])
 
 
 def _background(rng: np.random.Generator) -> np.ndarray:
@@ -165,7 +165,7 @@ def render_attack(
             (FRAME_W, FRAME_H),
             flags=cv2.INTER_LINEAR,
         )[..., np.newaxis]
-        frame = background * (1 - mask) + warped * mask
+        frame: np.ndarray = background * (1 - mask) + warped * mask
         if glare:
             _glare(
                 frame, rng, glare_start + np.array([shift_x[i], shift_y[i]]) * 1.5, glare_strength

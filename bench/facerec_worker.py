@@ -123,7 +123,9 @@ def typical_box(done: dict[str, tuple[np.ndarray, Box, bool]], folder: Path) -> 
         if cache.name.endswith(".partial.npz"):
             continue
         with np.load(cache) as data:
-            boxes += [tuple(int(v) for v in b) for b in data["boxes"][data["found"]]]
+            boxes += [
+                (int(t), int(r), int(b), int(le)) for t, r, b, le in data["boxes"][data["found"]]
+            ]
     typical = np.median(np.array(boxes), axis=0)
     return (int(typical[0]), int(typical[1]), int(typical[2]), int(typical[3]))
 

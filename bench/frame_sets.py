@@ -72,5 +72,5 @@ def write_frame_sets(
             [tiled(faces[4 * i : 4 * i + per_frame]) for i in range(tile_count + 1)]
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, **sets)
+    np.savez(out, **sets)  # type: ignore[arg-type]  # numpy's stub fears a key named allow_pickle
     return {name: len(frames) - 1 for name, frames in sets.items()}

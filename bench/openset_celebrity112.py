@@ -77,14 +77,17 @@ def main() -> None:
     probes: list[tuple[str | None, Path]] = [
         (name, p) for name in enrolled for p in numbered(data / name)[ENROLL_IMAGES:]
     ] + [(None, p) for name in strangers for p in numbered(data / name)]
-    embeddings, truth, folder, refused = [], [], [], 0
-    for name, path in probes:
+    embeddings: list[np.ndarray] = []
+    truth: list[str | None] = []
+    folder: list[str] = []
+    refused = 0
+    for who, path in probes:
         faces = pipeline.analyse(read_image(path))
         if not faces or faces[0].embedding is None:
             refused += 1
             continue
         embeddings.append(faces[0].embedding)
-        truth.append(name)
+        truth.append(who)
         folder.append(path.parent.name)
     with Gallery.open(db, create=False) as gallery:
         rows = gallery.embeddings(embedder.embedding_key)
@@ -132,11 +135,13 @@ def main() -> None:
         held_out = np.array(
             [t is None and f not in calibrate_on for t, f in zip(truth, folder, strict=True)]
         )
-        threshold = threshold_for_far(similarity[chosen_half], gaps[chosen_half], 0.01, args.margin)
-        assert threshold is not None
-        named = (similarity >= threshold) & (gaps >= args.margin)
+        half_threshold = threshold_for_far(
+            similarity[chosen_half], gaps[chosen_half], 0.01, args.margin
+        )
+        assert half_threshold is not None
+        named = (similarity >= half_threshold) & (gaps >= args.margin)
         print(
-            f"  {', '.join(calibrate_on)}: threshold {threshold:.3f}, held-out strangers named "
+            f"  {', '.join(calibrate_on)}: threshold {half_threshold:.3f}, held-out strangers named "
             f"{named[held_out].mean():.2%} of {held_out.sum()}"
         )
     sys.stdout.flush()

@@ -67,7 +67,9 @@ def main() -> None:
     celebrity = sorted((SHARED / "data/celebrity112").rglob("*.png"))
     celebrity_sharpness = []
     for path in celebrity:
-        grey = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
+        bgr = cv2.imread(str(path))
+        assert bgr is not None, path
+        grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         celebrity_sharpness.append(laplacian_variance(grey))
     n = len(sharpness[0.0])
     print(f"LFW faces measured: {n}; celebrity112 crops: {len(celebrity_sharpness)}\n")

@@ -34,7 +34,7 @@ def parse_model(spec: str) -> tuple[str, Path, Path | None]:
 
 def default_models() -> list[tuple[str, Path, Path | None]]:
     reference = SHARED / "models/reference"
-    models = [
+    models: list[tuple[str, Path, Path | None]] = [
         (
             "reference f32",
             reference / "mobilefacenet_insightface_f32.tflite",
@@ -106,14 +106,15 @@ def main() -> None:
         values = np.array(timer.samples[stage]) * 1000
         print(f"| {stage} | {np.median(values):.2f} | {np.percentile(values, 95):.2f} |")
     baseline = None
-    for name, values in embed_times.items():
-        ms = np.array(values) * 1000
+    for name, times in embed_times.items():
+        ms = np.array(times) * 1000
         baseline = baseline or float(np.median(ms))
         print(f"| embed: {name} | {np.median(ms):.2f} | {np.percentile(ms, 95):.2f} |")
     print("\n| model | embed median ms | relative to first |")
     print("|---|---|---|")
-    for name, values in embed_times.items():
-        median = float(np.median(values)) * 1000
+    for name, times in embed_times.items():
+        median = float(np.median(times)) * 1000
+        assert baseline is not None  # set by the loop above over the same models
         print(f"| {name} | {median:.2f} | {median / baseline:.2f}x |")
 
 

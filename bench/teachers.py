@@ -31,7 +31,7 @@ SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
 
 def main() -> None:

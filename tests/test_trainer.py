@@ -70,7 +70,8 @@ def trained(handful: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_int8_export_loads_in_the_device_embedder(
     trained: Path, handful: Path, tmp_path: Path
 ) -> None:
-    from trainer.export import ExportOptions, export, sample_crops
+    from trainer.export import ExportOptions, export
+    from trainer.prepared import sample_crops
 
     output = tmp_path / "student_int8.tflite"
     options = ExportOptions(

@@ -17,9 +17,10 @@ from device.vision.imageio import read_image
 from device.vision.pipeline import FacePipeline
 from tests.conftest import missing, require_shared
 from trainer.cli import main as trainer_main
-from trainer.prepare import PrepareOptions, prepare, read_kept
+from trainer.prepare import PrepareOptions, prepare
+from trainer.prepared import load_teacher_targets, read_kept
 from trainer.recipes import TrainOptions
-from trainer.teacher import DlibTeacher, load_teacher_targets
+from trainer.teacher import DlibTeacher
 
 try:
     import dlib  # noqa: F401

@@ -1,4 +1,4 @@
-"""``trainer calibrate`` and ``trainer evaluate --celebrity`` through the command line, on the
+"""``trainer write-manifest`` and ``trainer evaluate --celebrity`` through the command line, on the
 reference uint8 model (a "third-party" embedder) and real LFW and celebrity112 images."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def _lfw_options(cache: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def test_calibrate_writes_a_manifest_the_device_accepts(
+def test_write_manifest_writes_a_manifest_the_device_accepts(
     reference_uint8: tuple[Path, Path], lfw_cache: Path, tmp_path: Path
 ) -> None:
     model = tmp_path / "their_model.tflite"
@@ -40,7 +40,7 @@ def test_calibrate_writes_a_manifest_the_device_accepts(
     result = CliRunner().invoke(
         main,
         [
-            "calibrate",
+            "write-manifest",
             "--model",
             str(model),
             "--mean",
@@ -70,7 +70,7 @@ def test_calibrate_writes_a_manifest_the_device_accepts(
     assert embedder.manifest.verification_threshold == manifest.verification_threshold
 
 
-def test_calibrate_refuses_a_model_that_is_not_an_embedder(tmp_path: Path) -> None:
+def test_write_manifest_refuses_a_model_that_is_not_an_embedder(tmp_path: Path) -> None:
     from device.vision.detector import default_model_dir
 
     detector = tmp_path / "face_detection_short_range.tflite"
@@ -78,7 +78,7 @@ def test_calibrate_refuses_a_model_that_is_not_an_embedder(tmp_path: Path) -> No
     (tmp_path / "pairs.txt").write_text("10\t300\n")
     result = CliRunner().invoke(
         main,
-        ["calibrate", "--model", str(detector), "--lfw", str(tmp_path),
+        ["write-manifest", "--model", str(detector), "--lfw", str(tmp_path),
          "--pairs", str(tmp_path / "pairs.txt")],
     )  # fmt: skip
     assert result.exit_code == 1

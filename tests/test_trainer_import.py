@@ -19,9 +19,9 @@ from device.errors import ModelError
 from device.vision.pipeline import FacePipeline
 from tests.conftest import missing, require_shared
 from trainer.cli import main as trainer_main
-from trainer.export import sample_crops
 from trainer.mxnet_import import MxnetNetwork, numpy_forward, read_graph, read_params
 from trainer.prepare import PrepareOptions, prepare
+from trainer.prepared import sample_crops
 
 try:
     import tensorflow  # noqa: F401

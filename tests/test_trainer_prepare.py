@@ -16,7 +16,8 @@ from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
 from tests.conftest import require_shared
 from trainer.cli import main
-from trainer.prepare import REPORT_CSV, REPORT_JSON, PrepareOptions, prepare
+from trainer.prepare import PrepareOptions, prepare
+from trainer.prepared import REPORT_CSV, REPORT_JSON
 
 
 def _framed(path: Path, blur_sigma: float = 0.0) -> np.ndarray:

@@ -26,7 +26,7 @@ LAZY_COMMANDS = {
     "teacher": "trainer.teacher",
     "train": "trainer.train",
     "export-tflite": "trainer.export",
-    "calibrate": "trainer.calibrate",
+    "write-manifest": "trainer.write_manifest",
     "import-mxnet": "trainer.import_mxnet",
 }
 

@@ -1,7 +1,7 @@
 """Training data: prepared crops in memory, tf.data pipelines with augmentation.
 
 Crops are small (112x112x3 uint8, 37 KB each), so a prepared folder is read once
-into one array (cached as ``.npz`` under the run folder) and tf.data slices it.
+into one array and tf.data slices it.
 Augmentation is what a door camera varies: mirror image, exposure and contrast,
 focus blur, and a few pixels of alignment jitter.
 """
@@ -12,14 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
 from device.errors import PeepholeError
-from trainer.constants import MEAN, STD
-from trainer.prepare import Sample, read_kept
+from trainer.constants import INPUT_SIZE, MEAN, STD
+from trainer.prepared import read_crop, read_kept
 
 
 @dataclass(frozen=True)
@@ -42,17 +41,17 @@ class CropSet:
 
 def load_prepared(folder: Path, progress: bool = True) -> CropSet:
     """Every kept crop of a ``trainer prepare`` output folder."""
-    kept: list[Sample] = read_kept(folder)
+    kept = read_kept(folder)
     if not kept:
         raise PeepholeError(f"{folder}: no kept crops to train on")
     identities = sorted({s.identity for s in kept if s.identity})
     index = {name: i for i, name in enumerate(identities)}
-    images = np.empty((len(kept), 112, 112, 3), dtype=np.uint8)
+    images = np.empty((len(kept), INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     for row, sample in enumerate(tqdm(kept, desc="load", unit="crop", disable=not progress)):
-        bgr = cv2.imread(str(folder / sample.crop), cv2.IMREAD_COLOR)
-        if bgr is None or bgr.shape != (112, 112, 3):
+        crop = read_crop(folder, sample)
+        if crop is None:
             raise PeepholeError(f"{folder / sample.crop}: missing or not a 112x112 crop")
-        images[row] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        images[row] = crop
     labels = np.array([index.get(s.identity, -1) for s in kept], dtype=np.int32)
     return CropSet(images, labels, [s.source for s in kept], identities)
 
@@ -149,15 +148,12 @@ def triplet_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def teacher_targets(
-    raw: np.ndarray, centre: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Centred, normalised teacher embeddings and the centre used (kept for held-out data).
+def teacher_targets(raw: np.ndarray) -> np.ndarray:
+    """Centred, normalised teacher embeddings.
 
     dlib's descriptors share a large common direction; removing the dataset mean
     spreads their cosines so that they carry identity, not the common offset.
     """
-    centre = raw.mean(axis=0) if centre is None else centre
-    centred = raw - centre
+    centred = raw - raw.mean(axis=0)
     norms = np.linalg.norm(centred, axis=1, keepdims=True)
-    return (centred / np.maximum(norms, 1e-12)).astype(np.float32), centre.astype(np.float32)
+    return np.asarray(centred / np.maximum(norms, 1e-12), dtype=np.float32)

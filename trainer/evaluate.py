@@ -21,6 +21,7 @@ from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
 from trainer.lfw import AlignedSet, EmbedFn, LfwPair, align_images, pair_similarities
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
+from trainer.strangers import person_crops
 
 # Open-set identification on celebrity112, as the manifests' identification threshold is
 # calibrated: at most 1% of strangers named, with the device's default match margin.
@@ -133,14 +134,12 @@ def celebrity_openset(
     if len(people) <= enrolled_identities:
         raise PeepholeError(f"{folder}: need more than {enrolled_identities} identities")
 
-    def embed_folder(person: Path) -> np.ndarray:
-        images = sorted(person.glob("*.png")) + sorted(person.glob("*.jpg"))
-        crops = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
-        return embed(np.stack([c for c in crops if c.shape == (112, 112, 3)]))
-
-    gallery_names, means, probes, truth = [], [], [], []
+    gallery_names: list[str] = []
+    means: list[np.ndarray] = []
+    probes: list[np.ndarray] = []
+    truth: list[str | None] = []
     for index, person in enumerate(people):
-        vectors = embed_folder(person)
+        vectors = embed(person_crops(person))
         if index < enrolled_identities:
             mean = vectors[:enrolled_images].mean(axis=0)
             means.append(mean / np.linalg.norm(mean))

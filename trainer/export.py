@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import cv2
 import numpy as np
 
 from device.errors import PeepholeError
@@ -35,7 +34,7 @@ from device.vision.manifest import ModelManifest, file_sha256
 from device.vision.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
 from trainer.import_mxnet import PROVENANCE_FILE
-from trainer.prepare import read_kept
+from trainer.prepared import sample_crops
 
 
 @dataclass(frozen=True)
@@ -113,23 +112,9 @@ def keras_embed_fn(model: Any) -> Any:
         vectors = np.asarray(
             model.predict(normalise_pixels(crops), batch_size=64, verbose=0), dtype=np.float32
         )
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
     return embed
-
-
-def sample_crops(folder: Path, count: int, seed: int) -> np.ndarray:
-    """``count`` random aligned crops (RGB uint8) from a prepared folder, in a fixed order."""
-    kept = read_kept(folder)
-    if not kept:
-        raise PeepholeError(f"{folder}: no crops")
-    rows = np.random.default_rng(seed).permutation(len(kept))[:count]
-    crops = []
-    for row in rows:
-        bgr = cv2.imread(str(folder / kept[row].crop), cv2.IMREAD_COLOR)
-        if bgr is not None and bgr.shape == (INPUT_SIZE, INPUT_SIZE, 3):
-            crops.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return np.stack(crops)
 
 
 def convert(model: Any, representative: np.ndarray | None) -> bytes:
@@ -182,7 +167,9 @@ def parity(
     float_embedder: FaceEmbedder, int8_embedder: FaceEmbedder, crops: np.ndarray
 ) -> np.ndarray:
     """Cosine between the float and int8 embedding of each crop."""
-    return np.einsum("ij,ij->i", float_embedder.embed_many(crops), int8_embedder.embed_many(crops))
+    return np.asarray(
+        np.einsum("ij,ij->i", float_embedder.embed_many(crops), int8_embedder.embed_many(crops))
+    )
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from device.errors import ModelError
 from device.vision.manifest import file_sha256
 from trainer.constants import normalise_pixels
 from trainer.mxnet_import import MxnetNetwork, numpy_forward
+from trainer.prepared import sample_crops
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -38,7 +39,7 @@ class ImportReport:
 
 
 def unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
 
 
 def parity_cosines(network: MxnetNetwork, model: Any, crops: np.ndarray) -> np.ndarray:
@@ -47,7 +48,7 @@ def parity_cosines(network: MxnetNetwork, model: Any, crops: np.ndarray) -> np.n
         [numpy_forward(network, crops[i : i + 16]) for i in range(0, len(crops), 16)]
     )
     replica = np.asarray(model.predict(normalise_pixels(crops), batch_size=32, verbose=0))
-    return np.einsum("ij,ij->i", unit(reference), unit(replica))
+    return np.asarray(np.einsum("ij,ij->i", unit(reference), unit(replica)))
 
 
 def import_mxnet(
@@ -122,8 +123,6 @@ def register(group: click.Group) -> None:
         min_cosine: float,
     ) -> None:  # fmt: skip
         """Import pretrained MXNet weights (no MXNet needed); fails without parity."""
-        from trainer.export import sample_crops
-
         if output.suffix != ".keras":
             raise ModelError(f"{output}: the output is a .keras model")
         report = import_mxnet(

@@ -12,7 +12,7 @@ def l2_normalize(x: tf.Tensor) -> tf.Tensor:
     return tf.math.l2_normalize(x, axis=-1, epsilon=1e-10)
 
 
-class ArcFaceHead(keras.layers.Layer):
+class ArcFaceHead(keras.layers.Layer):  # type: ignore[misc]  # Keras is untyped
     """Additive angular margin logits (Deng et al., 2019): s * cos(theta + m) for the true class.
 
     Where theta + m would pass pi the logit falls back to ``cos(theta) - m sin(m)``
@@ -27,10 +27,13 @@ class ArcFaceHead(keras.layers.Layer):
         self.scale = scale
         self.margin = margin
 
-    def build(self, input_shape: tuple[int, ...]) -> None:
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        embedding_size = input_shape[-1]
+        if embedding_size is None:
+            raise ValueError("ArcFaceHead needs a known embedding size")
         self.centres = self.add_weight(
             name="centres",
-            shape=(int(input_shape[-1]), self.num_classes),
+            shape=(int(embedding_size), self.num_classes),
             initializer=keras.initializers.GlorotUniform(),
         )
 

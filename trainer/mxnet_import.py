@@ -276,18 +276,20 @@ def _forward_op(node: Node, ins: list[np.ndarray], weights: list[np.ndarray]) ->
         shape = (1, -1) + (1,) * (ins[0].ndim - 2)
         eps = node.number("eps", BATCHNORM_EPS)
         scale = (gamma / np.sqrt(var + eps)).reshape(shape)
-        return (ins[0] - mean.reshape(shape)) * scale + beta.reshape(shape)
+        return np.asarray((ins[0] - mean.reshape(shape)) * scale + beta.reshape(shape))
     if node.op == "_maximum_scalar":
-        return np.maximum(ins[0], node.number("scalar", 0.0))
+        return np.asarray(np.maximum(ins[0], node.number("scalar", 0.0)))
     if node.op == "_minimum_scalar":
-        return np.minimum(ins[0], node.number("scalar", 0.0))
+        return np.asarray(np.minimum(ins[0], node.number("scalar", 0.0)))
     if node.op == "elemwise_add":
-        return ins[0] + ins[1]
+        return np.asarray(ins[0] + ins[1])
     if node.op == "Flatten":
         return ins[0].reshape(len(ins[0]), -1)
     if node.op == "FullyConnected":
         out = ins[0].reshape(len(ins[0]), -1) @ weights[0].T
-        return out + weights[1] if len(weights) > 1 and not node.flag("no_bias") else out
+        return (
+            np.asarray(out + weights[1]) if len(weights) > 1 and not node.flag("no_bias") else out
+        )
     raise ModelError(f"operator {node.op} cannot be run by the numpy forward pass")
 
 
@@ -301,7 +303,7 @@ def _convolution(
     padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     windows = sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     if groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1:  # depthwise
-        out = np.einsum("nchwij,cij->nchw", windows, weight[:, 0], optimize=True)
+        out = np.asarray(np.einsum("nchwij,cij->nchw", windows, weight[:, 0], optimize=True))
         return out + bias.reshape(1, -1, 1, 1) if bias is not None else out
     per_group = x.shape[1] // groups
     outputs = []

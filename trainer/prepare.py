@@ -18,14 +18,12 @@ an option and every dropped image is written to the report with its reason:
 
 SRC is either a folder per identity or a flat folder of unlabeled images (the
 identity rules then do not apply). Images that are already aligned 112x112 crops
-are not detected again, only checked for blur.
+are not detected again, only checked for blur. What DST holds is described, written
+and read in ``trainer.prepared``.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,10 +40,7 @@ from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import IMAGE_SUFFIXES, read_image
 from device.vision.pipeline import FacePipeline, default_model_path
 from device.vision.quality import laplacian_variance
-
-UNLABELED = ""
-REPORT_JSON = "prepare_report.json"
-REPORT_CSV = "prepare_report.csv"
+from trainer.prepared import REPORT_CSV, REPORT_JSON, UNLABELED, Sample, write_crop, write_report
 
 
 @dataclass(frozen=True)
@@ -60,24 +55,6 @@ class PrepareOptions:
     duplicate_similarity: float = 0.7
     merge_duplicates: bool = False
     progress: bool = True
-
-
-@dataclass
-class Sample:
-    """One source image's fate: where its crop went, or why it was dropped."""
-
-    source: str
-    identity: str
-    crop: str = ""
-    reason: str = ""
-    score: float = math.nan
-    sharpness: float = math.nan
-    centre_distance: float = math.nan
-    box: tuple[float, float, float, float] = (math.nan, math.nan, math.nan, math.nan)
-
-    @property
-    def kept(self) -> bool:
-        return not self.reason
 
 
 @dataclass
@@ -124,39 +101,7 @@ class PrepareReport:
         }
 
     def write(self, folder: Path) -> None:
-        (folder / REPORT_JSON).write_text(json.dumps(self.summary(), indent=2) + "\n")
-        with open(folder / REPORT_CSV, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(
-                ["source", "identity", "status", "reason", "crop", "score", "sharpness",
-                 "centre_distance", "x0", "y0", "x1", "y1"]
-            )  # fmt: skip
-            for s in self.samples:
-                writer.writerow(
-                    [s.source, s.identity, "kept" if s.kept else "dropped", s.reason, s.crop,
-                     _round(s.score), _round(s.sharpness), _round(s.centre_distance),
-                     *(_round(v) for v in s.box)]
-                )  # fmt: skip
-
-
-def _round(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.4f}"
-
-
-def read_kept(folder: Path) -> list[Sample]:
-    """The kept samples of a prepared folder, from its CSV report."""
-    report = folder / REPORT_CSV
-    if not report.is_file():
-        raise PeepholeError(
-            f"{folder} is not a prepared folder (no {REPORT_CSV}; run trainer prepare)"
-        )
-    kept = []
-    with open(report, newline="", encoding="utf-8") as stream:
-        for row in csv.DictReader(stream):
-            if row["status"] == "kept":
-                box = tuple(float(row[k]) if row[k] else math.nan for k in ("x0", "y0", "x1", "y1"))
-                kept.append(Sample(row["source"], row["identity"], crop=row["crop"], box=box))  # type: ignore[arg-type]
-    return kept
+        write_report(folder, self.summary(), self.samples)
 
 
 def list_sources(src: Path) -> tuple[bool, list[tuple[str, Path]]]:
@@ -208,9 +153,7 @@ def prepare(
     for index, crop in crops.items():
         sample = report.samples[index]
         if sample.kept:
-            sample.crop = _write_crop(dst, sample, crop)
-    if labelled:
-        _drop_small_identities(report, options)
+            sample.crop = write_crop(dst, sample, crop)
     report.write(dst)
     return report
 
@@ -246,7 +189,7 @@ def _align_one(
 
 def _centre(embeddings: np.ndarray) -> np.ndarray:
     mean = embeddings.mean(axis=0)
-    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return np.asarray(mean / max(float(np.linalg.norm(mean)), 1e-12))
 
 
 def _drop_outliers(
@@ -303,17 +246,6 @@ def _drop_small_identities(report: PrepareReport, options: PrepareOptions) -> No
     for sample in report.samples:
         if sample.kept and counts[sample.identity] < options.min_images:
             sample.reason = "too_few_images"
-
-
-def _write_crop(dst: Path, sample: Sample, crop: np.ndarray) -> str:
-    source = Path(sample.source)
-    name = f"{source.stem}.png"
-    relative = Path(sample.identity) / name if sample.identity else Path(name)
-    target = dst / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(target), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR)):
-        raise PeepholeError(f"cannot write {target}")
-    return str(relative)
 
 
 def default_embedder(path: Path | None, manifest: Path | None, threads: int) -> FaceEmbedder | None:

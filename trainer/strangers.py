@@ -95,13 +95,23 @@ def _best_match(probes: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.n
     return order[:, 0], best, best - similarities[rows, order[:, 1]]
 
 
+def person_crops(person: Path) -> np.ndarray:
+    """The 112x112 crops (RGB) of one identity's folder of celebrity112; other sizes are skipped."""
+    images = sorted(person.glob("*.png")) + sorted(person.glob("*.jpg"))
+    crops = []
+    for path in images:
+        bgr = cv2.imread(str(path))
+        if bgr is None:
+            raise PeepholeError(f"{path}: not an image")
+        crops.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return np.stack([c for c in crops if c.shape == (112, 112, 3)])
+
+
 def _celebrity_crops(folder: Path) -> dict[str, np.ndarray]:
-    people: dict[str, np.ndarray] = {}
-    for person in sorted(p for p in folder.iterdir() if p.is_dir()):
-        images = sorted(person.glob("*.png")) + sorted(person.glob("*.jpg"))
-        crops = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in images]
-        people[person.name] = np.stack([c for c in crops if c.shape == (112, 112, 3)])
-    return people
+    return {
+        person.name: person_crops(person)
+        for person in sorted(p for p in folder.iterdir() if p.is_dir())
+    }
 
 
 def calibrate_strangers(

@@ -4,7 +4,7 @@ dlib's network expects its own input: a 150x150 chip cut from the *original* ima
 by dlib's 5-point shape predictor (``get_face_chip``), not the device's 112x112
 crop. The teacher therefore reads the source image again and finds the face with
 dlib's HOG detector, falling back to the box the device detector found.
-Embeddings are computed once and cached as ``.npy`` beside the prepared crops.
+Embeddings are computed once and cached in the prepared folder (``trainer.prepared``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from device.errors import ModelError
 from device.vision.imageio import read_image
+from trainer.prepared import cache_listing, read_kept, teacher_cache, usable_rows
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -109,7 +110,7 @@ def teacher_embeddings(
     computed yet are NaN (an interrupted pass resumes there); rows of faces the
     teacher cannot read are zero. Callers keep only finite, non-zero rows.
     """
-    index_file = cache.with_suffix(".txt")
+    index_file = cache_listing(cache)
     listing = "\n".join(str(sample.source) for sample in samples) + "\n"
     result = np.full((len(samples), TEACHER_DIM), np.nan, dtype=np.float32)
     if cache.is_file() and index_file.is_file() and index_file.read_text() == listing:
@@ -138,41 +139,12 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     partial.replace(path)
 
 
-def usable_rows(embeddings: np.ndarray) -> np.ndarray:
-    """Indices of rows the teacher has computed and could read."""
-    finite = np.isfinite(embeddings).all(axis=1)
-    nonzero = np.abs(np.nan_to_num(embeddings)).sum(axis=1) > 0
-    return np.flatnonzero(finite & nonzero)
-
-
-def cache_prefix(mirror: bool) -> str:
-    """Plain and mirror-averaged descriptors are cached apart, so they are never mixed."""
-    return "teacher_dlib_mirror" if mirror else "teacher_dlib"
-
-
-def cache_name(shard: int, shards: int, mirror: bool = False) -> str:
-    return f"{cache_prefix(mirror)}.{shard}of{shards}.npy"
-
-
 def prepared_samples(folder: Path, shard: int = 0, shards: int = 1) -> list[TeacherSample]:
     """The kept faces of a prepared folder in a fixed random order, so any prefix is a fair subset."""
-    from trainer.prepare import read_kept
-
     kept = read_kept(folder)
     order = np.random.default_rng(0).permutation(len(kept))
     chosen = [kept[i] for i in order[shard::shards]]
     return [TeacherSample(Path(s.source), s.box) for s in chosen]
-
-
-def load_teacher_targets(folder: Path, mirror: bool = False) -> dict[str, np.ndarray]:
-    """Every computed teacher embedding cached in a prepared folder, by source path."""
-    targets: dict[str, np.ndarray] = {}
-    for cache in sorted(folder.glob(f"{cache_prefix(mirror)}.*.npy")):
-        sources = cache.with_suffix(".txt").read_text().splitlines()
-        embeddings = np.load(cache)
-        for row in usable_rows(embeddings):
-            targets[sources[row]] = embeddings[row]
-    return targets
 
 
 def register(group: click.Group) -> None:
@@ -201,7 +173,7 @@ def register(group: click.Group) -> None:
         samples = prepared_samples(prepared, index, count)
         result = teacher_embeddings(
             samples,
-            prepared / cache_name(index, count, mirror),
+            teacher_cache(prepared, index, count, mirror),
             teacher_factory=lambda: DlibTeacher(mirror=mirror),
         )
         click.echo(f"teacher embeddings: {len(usable_rows(result))} of {len(samples)} faces")

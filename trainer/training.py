@@ -25,6 +25,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,9 @@ from trainer.losses import (
     triplet_semihard_loss,
 )
 from trainer.model import build_mobilefacenet
+from trainer.prepared import load_teacher_targets
 from trainer.recipes import LOSSES, TeacherSpec, TrainOptions, learning_rate_at
 from trainer.run_report import RunReport
-from trainer.teacher import load_teacher_targets
 from trainer.views import consistent_dataset
 from trainer.warmstart import load_tflite_weights
 
@@ -164,7 +165,7 @@ class Trainer:
                 )
             crops = crops.subset(rows)
             raw = np.stack([by_source[s] for s in crops.sources])
-            targets, _ = teacher_targets(raw)
+            targets = teacher_targets(raw)
         elif spec is not None:
             targets = np.zeros((len(crops), 1), dtype=np.float32)
         else:
@@ -240,7 +241,7 @@ class Trainer:
         assert self.head is not None
         return arcface_loss(self.head, embeddings, targets)
 
-    def _train_step_fn(self):  # type: ignore[no-untyped-def]
+    def _train_step_fn(self) -> Callable[[tuple[tf.Tensor, ...]], tf.Tensor]:
         variables = self._variables()
         strategy = self.strategy
         replicas = strategy.num_replicas_in_sync
@@ -255,12 +256,15 @@ class Trainer:
             self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
             return loss
 
-        @tf.function(reduce_retracing=True)
         def train_step(batch: tuple[tf.Tensor, ...]) -> tf.Tensor:
             per_replica = strategy.run(replica_step, args=batch)
             return strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
 
-        return train_step
+        # tf.function used as a call, not a decorator: TensorFlow is untyped.
+        compiled: Callable[[tuple[tf.Tensor, ...]], tf.Tensor] = tf.function(
+            train_step, reduce_retracing=True
+        )
+        return compiled
 
     def _batch_images(self) -> int:
         options = self.options

@@ -1,10 +1,13 @@
-"""``trainer calibrate --model X.tflite``: a manifest for a third-party 112x112 embedder.
+"""``trainer write-manifest --model X.tflite``: a manifest for a third-party 112x112 embedder.
 
 A user who brings their own model states how it wants its pixels (``--mean``,
 ``--std``, ``--color-order``); the quantisation and embedding size are read from
 the file. The verification threshold is calibrated by 10-fold cross-validation on
 LFW through the device pipeline, and the identification threshold open-set on
 celebrity112, exactly as ``trainer export-tflite`` does for peephole's own model.
+
+Not to be confused with ``peephole calibrate``, which picks the naming threshold
+for one household's gallery on the device and writes nothing.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def draft_manifest(
     return manifest, model
 
 
-def calibrate(
+def write_third_party_manifest(
     model_path: Path,
     output: Path,
     name: str,
@@ -97,7 +100,7 @@ def calibrate(
     provenance: dict[str, object] = {
         "calibrated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "verification_threshold": "mean of the LFW fold thresholds through the device pipeline "
-        f"(trainer calibrate): LFW {100 * verification.accuracy_mean:.2f}% "
+        f"(trainer write-manifest): LFW {100 * verification.accuracy_mean:.2f}% "
         f"+- {100 * verification.accuracy_std:.2f} on {report.pairs} pairs",
         "note": "third-party model: licence and training data are the supplier's",
     }
@@ -108,7 +111,7 @@ def calibrate(
         )
         facts["identification"] = identification
         if identification.get("threshold") is not None:
-            provenance["identification_threshold"] = f"trainer calibrate: {how}"
+            provenance["identification_threshold"] = f"trainer write-manifest: {how}"
     manifest = ModelManifest(
         **{
             **draft.__dict__,
@@ -125,7 +128,7 @@ def calibrate(
 
 
 def register(group: click.Group) -> None:
-    @group.command("calibrate")
+    @group.command("write-manifest")
     @click.option(
         "--model",
         "model_path",
@@ -164,7 +167,7 @@ def register(group: click.Group) -> None:
         "embedding time); the thresholds are calibrated that way.",
     )
     @click.option("--threads", default=2, show_default=True)
-    def calibrate_command(
+    def write_manifest_command(
         model_path: Path, output: Path | None, name: str | None, mean: float, std: float,
         color_order: str, lfw_dir: Path, pairs_file: Path, folds: int | None,
         lfw_cache: Path | None, celebrity: Path | None, mirror_average: bool, threads: int,
@@ -177,7 +180,7 @@ def register(group: click.Group) -> None:
         if celebrity is not None and not celebrity.is_dir():
             raise PeepholeError(f"celebrity folder not found: {celebrity}")
         target = output or model_path.with_suffix(".json")
-        manifest, facts = calibrate(
+        manifest, facts = write_third_party_manifest(
             model_path, target, name or model_path.stem, mean, std, color_order,
             lfw_dir, pairs_file, celebrity, folds, threads, lfw_cache, mirror_average,
         )  # fmt: skip
