@@ -11,6 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 
+# The Mosquitto broker fixtures (broker, module_broker, mosquitto_path, pki) for every module.
+pytest_plugins = ["tests.broker"]
+
 
 def shared_root() -> Path:
     return Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))

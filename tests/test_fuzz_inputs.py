@@ -30,7 +30,7 @@ from device.service.discovery import discovery_messages, node_id
 from device.service.events import VisitorEvent
 from device.service.mqtt import MqttLink
 from device.service.topics import Topics
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until
 
@@ -206,7 +206,7 @@ def test_event_payloads_are_strict_json_without_biometrics(
 class DiscoveryCounter:
     """Counts discovery rounds the device publishes (one retained config per entity)."""
 
-    def __init__(self, broker: Broker) -> None:  # noqa: F811
+    def __init__(self, broker: Broker) -> None:
         self.watcher = Subscriber(broker, ["homeassistant/event/+/visitor/config"]).connect()
 
     @property
@@ -215,7 +215,7 @@ class DiscoveryCounter:
 
 
 @pytest.fixture
-def listening_device(broker: Broker) -> Any:  # noqa: F811
+def listening_device(broker: Broker) -> Any:
     link = MqttLink(MqttConfig(host=broker.host, port=broker.port, device_id="door"))
     log: list[str] = []
     link._log = log.append
@@ -227,7 +227,7 @@ def listening_device(broker: Broker) -> Any:  # noqa: F811
 
 def test_any_message_on_the_command_topic_is_survived(listening_device: Any) -> None:
     """Stranger payloads on homeassistant/status through the real broker and callback."""
-    link, broker = listening_device  # noqa: F811
+    link, broker = listening_device
     counter = DiscoveryCounter(broker)
     assert wait_until(lambda: counter.rounds == 1, timeout=10)  # the retained one from connect
     sender = paho.Client(paho.CallbackAPIVersion.VERSION2)

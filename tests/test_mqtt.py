@@ -12,11 +12,11 @@ from device.errors import ConfigError
 from device.service.discovery import discovery_messages, node_id
 from device.service.mqtt import MqttLink, parse_broker
 from device.service.topics import Topics
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.runtime_helpers import wait_until
 
 
-def settings_for(broker: Broker, **overrides: object) -> MqttConfig:  # noqa: F811
+def settings_for(broker: Broker, **overrides: object) -> MqttConfig:
     values: dict[str, object] = {
         "host": broker.host,
         "port": broker.port,
@@ -27,7 +27,7 @@ def settings_for(broker: Broker, **overrides: object) -> MqttConfig:  # noqa: F8
     return MqttConfig(**values)  # type: ignore[arg-type]
 
 
-def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> None:  # noqa: F811
+def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> None:
     link = MqttLink(settings_for(broker), log=lambda message: None)
     link.start()
     assert wait_until(lambda: link.connected, timeout=10)
@@ -41,7 +41,7 @@ def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> No
 
 
 def test_events_are_qos1_not_retained_and_every_puback_is_reported(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     watcher = Subscriber(broker, ["peephole/door/visitor"]).connect()
     link = MqttLink(settings_for(broker), log=lambda message: None)
@@ -61,7 +61,7 @@ def test_events_are_qos1_not_retained_and_every_puback_is_reported(
 
 
 def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     watcher = Subscriber(broker, ["homeassistant/+/door/+/config"]).connect()
     link = MqttLink(settings_for(broker, snapshots=True), log=lambda message: None)
@@ -81,7 +81,7 @@ def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online
 
 
 def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     audit = Subscriber(broker, ["peephole/door/visitor"], "audit", clean_session=False).connect()
     audit.disconnect()

@@ -25,7 +25,7 @@ from device.service.tracker import Cooldown, VisitorTracker
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, SourceOptions, open_source
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.conftest import ROOT, missing, require_shared
 from tests.runtime_helpers import run_to_end, start_run, wait_until, write_config
 
@@ -168,7 +168,7 @@ def test_a_hung_camera_stops_the_watchdog(tmp_path: Path, reference_f32: tuple[P
 
 def start_with_broker(
     tmp_path: Path,
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     reference_f32: tuple[Path, Path],
 ) -> tuple[subprocess.Popen[str], Subscriber]:
     config = write_config(
@@ -186,7 +186,7 @@ def start_with_broker(
     return process, watcher
 
 
-def retained_availability(broker: Broker) -> str:  # noqa: F811
+def retained_availability(broker: Broker) -> str:
     late = Subscriber(broker, ["peephole/door/availability"]).connect()
     messages = late.wait_for(lambda ms: bool(ms), timeout=5)
     late.disconnect()
@@ -196,7 +196,7 @@ def retained_availability(broker: Broker) -> str:  # noqa: F811
 
 def test_sigterm_exits_0_within_5_seconds_and_publishes_offline(
     tmp_path: Path,
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     reference_f32: tuple[Path, Path],
 ) -> None:
     process, watcher = start_with_broker(tmp_path, broker, reference_f32)
@@ -219,7 +219,7 @@ def test_sigterm_exits_0_within_5_seconds_and_publishes_offline(
 
 def test_kill_9_leaves_offline_through_the_last_will(
     tmp_path: Path,
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     reference_f32: tuple[Path, Path],
 ) -> None:
     process, watcher = start_with_broker(tmp_path, broker, reference_f32)
