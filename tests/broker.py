@@ -175,7 +175,9 @@ class Subscriber:
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(
-                Received(message.topic, message.payload, message.retain, message.qos, time.time())
+                Received(
+                    message.topic, bytes(message.payload), message.retain, message.qos, time.time()
+                )
             )
 
     def connect(self, timeout: float = 10.0) -> Subscriber:

@@ -14,13 +14,13 @@ import pytest
 from device.errors import ManifestError, ModelError
 from device.vision.embedder import FaceEmbedder
 from device.vision.manifest import ModelManifest
-from tests.conftest import require_shared
+from tests.conftest import read_bgr, require_shared
 
 
 def celebrity(person: str, index: int) -> np.ndarray:
     folder = require_shared(f"data/celebrity112/{person}")
     path = sorted(folder.glob("*.png"))[index]
-    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")

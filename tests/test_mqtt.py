@@ -27,6 +27,17 @@ def settings_for(broker: Broker, **overrides: object) -> MqttConfig:
     return MqttConfig(**values)  # type: ignore[arg-type]
 
 
+def all_acknowledged(link: MqttLink, mids: list[int], timeout: float = 10) -> bool:
+    """Whether the broker acknowledges every one of ``mids`` within ``timeout`` seconds."""
+    acked: set[int] = set()
+
+    def done() -> bool:
+        acked.update(link.acknowledged())
+        return set(mids) <= acked
+
+    return wait_until(done, timeout)
+
+
 def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> None:
     link = MqttLink(settings_for(broker), log=lambda message: None)
     link.start()
@@ -47,8 +58,7 @@ def test_events_are_qos1_not_retained_and_every_puback_is_reported(
     link = MqttLink(settings_for(broker), log=lambda message: None)
     link.start()
     mids = [link.publish_event("peephole/door/visitor", json.dumps({"n": n})) for n in range(20)]
-    acked: list[int] = []
-    assert wait_until(lambda: acked.extend(link.acknowledged()) or set(mids) <= set(acked), 10)
+    assert all_acknowledged(link, mids)
     watcher.wait_for(lambda ms: len(ms) >= 20, timeout=5)
     link.stop()
     watcher.disconnect()
@@ -93,8 +103,7 @@ def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
     mids = [link.publish_event("peephole/door/visitor", str(n)) for n in range(5)]
     broker.start()
     assert wait_until(lambda: link.connected, timeout=15)
-    acked: list[int] = []
-    assert wait_until(lambda: acked.extend(link.acknowledged()) or set(mids) <= set(acked), 10)
+    assert all_acknowledged(link, mids)
     link.stop()
     audit = Subscriber(broker, ["peephole/door/visitor"], "audit", clean_session=False).connect()
     audit.wait_for(lambda ms: len(ms) >= 5, timeout=5)

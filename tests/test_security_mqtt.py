@@ -18,6 +18,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from device.config import MqttConfig
 from device.service.mqtt import MqttLink
@@ -81,16 +82,11 @@ def secure_run(
         folder / "config.toml", gallery=gallery, outbox=outbox, broker=broker, mqtt_extra=mqtt
     )
     everything = Subscriber(broker, ["#"], ca_file=ca, credentials=("door", SECRET)).connect()
-    environment = {} if password_in_file else {"PEEPHOLE_MQTT_PASSWORD": SECRET}
-    result = run_to_end(
-        config,
-        reference,
-        "--source",
-        str(require_shared(CLIP)),
-        "--max-frames",
-        "150",
-        **environment,
-    )
+    args = ("--source", str(require_shared(CLIP)), "--max-frames", "150")
+    if password_in_file:
+        result = run_to_end(config, reference, *args)
+    else:
+        result = run_to_end(config, reference, *args, PEEPHOLE_MQTT_PASSWORD=SECRET)
     messages = everything.wait_for(
         lambda ms: any(m.text == "offline" and m.topic.endswith("availability") for m in ms),
         timeout=10,
@@ -217,7 +213,7 @@ def test_a_wrong_password_is_reported_without_echoing_either_password(
 
 def connect_result(broker: Broker, ca: Path, credentials: tuple[str, str] | None) -> str:
     outcome: list[str] = []
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client = paho.Client(CallbackAPIVersion.VERSION2)
     client.tls_set(ca_certs=str(ca))
     if credentials:
         client.username_pw_set(*credentials)

@@ -158,7 +158,7 @@ def test_arcface_adds_the_angular_margin_to_the_true_class_only() -> None:
     from trainer.losses import ArcFaceHead
 
     head = ArcFaceHead(3, scale=64.0, margin=0.5)
-    head.build((None, 4))
+    head.build((None, 4))  # type: ignore[arg-type]  # Keras passes None for the batch dimension
     centres = np.eye(4, 3, dtype=np.float32)
     head.centres.assign(centres)
     angle = 0.6
