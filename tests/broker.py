@@ -1,7 +1,8 @@
 """A real Mosquitto broker on 127.0.0.1 for tests, and a subscriber that records what it gets.
 
-Import the fixtures into a test module with
-``from tests.broker import broker, mosquitto_path  # noqa: F401``.
+A pytest plugin (``pytest_plugins`` in tests/conftest.py): every test module can
+ask for the ``broker``, ``module_broker``, ``mosquitto_path`` and ``pki`` fixtures
+without importing them; import only the classes it names in annotations.
 
 The broker keeps persistent sessions on disk (``persistence true``), so a
 subscriber that connected once with ``clean_session=False`` receives the QoS 1
@@ -174,7 +175,9 @@ class Subscriber:
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         with self._lock:
             self.messages.append(
-                Received(message.topic, message.payload, message.retain, message.qos, time.time())
+                Received(
+                    message.topic, bytes(message.payload), message.retain, message.qos, time.time()
+                )
             )
 
     def connect(self, timeout: float = 10.0) -> Subscriber:
@@ -205,6 +208,49 @@ class Subscriber:
             time.sleep(0.05)
         with self._lock:
             return list(self.messages)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A test CA, the broker's certificate it signed for 127.0.0.1, and an unrelated CA."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    other_ca: Path
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
+    openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
+        cwd=folder,
+    )  # fmt: skip
+    return key, cert
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = make_ca(folder, "peephole-test-ca")
+    _, other_ca = make_ca(folder, "someone-else-ca")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl(
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+        cwd=folder,
+    )  # fmt: skip
+    openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", str(ca_cert), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext",
+        cwd=folder,
+    )  # fmt: skip
+    return Pki(ca_cert, folder / "server.crt", folder / "server.key", other_ca)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,15 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
+
+# The Mosquitto broker fixtures (broker, module_broker, mosquitto_path, pki) for every module.
+pytest_plugins = ["tests.broker"]
 
 
 def shared_root() -> Path:
@@ -29,6 +34,13 @@ def require_shared(relative: str) -> Path:
     if not path.exists():
         missing(f"shared data missing: {path}")
     return path
+
+
+def read_bgr(path: Path) -> np.ndarray:
+    """``cv2.imread`` (BGR) that fails the test on an unreadable file instead of giving None."""
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read image {path}"
+    return image
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,8 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
-def wait_until(condition: Any, timeout: float, interval: float = 0.05) -> bool:
+def wait_until(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds, polling it every ``interval``."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -40,7 +41,7 @@ def test_every_option_has_a_default(tmp_path: Path) -> None:
         ),
     ],
 )
-def test_invalid_values_are_named(raw: dict, message: str) -> None:
+def test_invalid_values_are_named(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_config(raw)
 

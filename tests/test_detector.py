@@ -11,7 +11,7 @@ import pytest
 from device.vision.align import ARCFACE_TEMPLATE_4
 from device.vision.detector import DetectorVariant, FaceDetector, FaceDetectorOptions, ssd_anchors
 from device.vision.imageio import read_image
-from tests.conftest import require_shared
+from tests.conftest import read_bgr, require_shared
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def test_keypoints_land_on_the_template_of_prealigned_faces(detector: FaceDetect
     """
     errors = []
     for path in celebrity_crops():
-        crop = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        crop = cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
         padded = cv2.copyMakeBorder(crop, 56, 56, 56, 56, cv2.BORDER_CONSTANT, value=0)
         faces = detector.detect(padded)
         assert faces, f"no face found in {path}"

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from device.cli import main
-from tests.conftest import require_shared
+from tests.conftest import read_bgr, require_shared
 
 
 def numbered(folder: Path) -> list[Path]:
@@ -70,14 +70,14 @@ def error_line(result: Result) -> str:
     return lines[0]
 
 
-def enroll_images(cli, name: str, paths: list[Path], *extra: str) -> Result:
+def enroll_images(cli: Cli, name: str, paths: list[Path], *extra: str) -> Result:
     return cli("enroll", "--name", name, *extra, "--images", *[str(p) for p in paths])
 
 
 @pytest.fixture
 def two_faces(celebrity: Path, tmp_path: Path) -> Path:
-    left = cv2.imread(str(numbered(celebrity / "Hugh_Jackman")[0]))
-    right = cv2.imread(str(numbered(celebrity / "Tina_Fey")[0]))
+    left = read_bgr(numbered(celebrity / "Hugh_Jackman")[0])
+    right = read_bgr(numbered(celebrity / "Tina_Fey")[0])
     path = tmp_path / "two.png"
     cv2.imwrite(
         str(path), cv2.copyMakeBorder(np.hstack([left, right]), 56, 56, 0, 0, cv2.BORDER_CONSTANT)
@@ -162,11 +162,11 @@ def test_read_only_and_corrupt_databases_are_refused(
         cli.db.chmod(0o644)
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"SQLite format 3\x00" + b"\x07" * 5000)
-    before = corrupt.read_bytes()
+    corrupt_bytes = corrupt.read_bytes()
     for args in (["enroll", "--name", "X", "--images", str(photos[0])], ["people", "list"]):
         result = cli(*args, database=corrupt)
         assert result.exit_code == 1 and "gallery" in error_line(result)
-    assert corrupt.read_bytes() == before
+    assert corrupt.read_bytes() == corrupt_bytes
 
 
 def test_append_adds_samples_without_near_duplicates(cli: Cli, celebrity: Path) -> None:

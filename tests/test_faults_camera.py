@@ -110,10 +110,11 @@ def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
         assert wait_until(lambda: loop.stats.frames >= 10, timeout=60)
         flowing = drain(receiver)
         camera.plugged.clear()
-        time.sleep(0.3)  # the frame being processed may still feed the watchdog once
+        # Once the source reports the failure, the loop waits in read(): no more pings or frames.
+        assert wait_until(lambda: source.failures >= 1, timeout=30), reports
         frames_at_unplug = loop.stats.frames
         drain(receiver)
-        time.sleep(2.0)  # about 30 watchdog periods without a camera
+        time.sleep(2.0)  # the window under test: about 30 watchdog periods without a camera
         during_outage = drain(receiver)
         frames_during_outage = loop.stats.frames - frames_at_unplug
         camera.plugged.set()

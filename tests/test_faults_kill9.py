@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.conftest import ROOT, require_shared
 from tests.runtime_helpers import (
     child_environment,
@@ -58,7 +58,7 @@ def kill_after(process: subprocess.Popen[str], delay: float) -> None:
 @pytest.mark.slow
 def test_kill_9_of_run_while_publishing_loses_no_event(
     tmp_path: Path,
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     reference_f32: tuple[Path, Path],
 ) -> None:
     gallery, outbox = tmp_path / "gallery.db", tmp_path / "outbox.db"

@@ -12,14 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from bench.soak import SoakOptions, soak
-from tests.broker import mosquitto_path  # noqa: F401
 from tests.conftest import require_shared
 
 
 def test_one_minute_soak_with_the_broker_bouncing(
     tmp_path: Path,
     reference_f32: tuple[Path, Path],
-    mosquitto_path: Path,  # noqa: F811
+    mosquitto_path: Path,
 ) -> None:
     require_shared("data/video/short_hamilton_clip.mp4")
     options = SoakOptions(

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paho.mqtt.enums import CallbackAPIVersion
 
 from device.cli.app import AppContext, PeepholeGroup
 from device.cli.enroll import enroll
@@ -30,7 +32,7 @@ from device.service.discovery import discovery_messages, node_id
 from device.service.events import VisitorEvent
 from device.service.mqtt import MqttLink
 from device.service.topics import Topics
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until
 
@@ -206,7 +208,7 @@ def test_event_payloads_are_strict_json_without_biometrics(
 class DiscoveryCounter:
     """Counts discovery rounds the device publishes (one retained config per entity)."""
 
-    def __init__(self, broker: Broker) -> None:  # noqa: F811
+    def __init__(self, broker: Broker) -> None:
         self.watcher = Subscriber(broker, ["homeassistant/event/+/visitor/config"]).connect()
 
     @property
@@ -215,7 +217,7 @@ class DiscoveryCounter:
 
 
 @pytest.fixture
-def listening_device(broker: Broker) -> Any:  # noqa: F811
+def listening_device(broker: Broker) -> Iterator[tuple[MqttLink, Broker]]:
     link = MqttLink(MqttConfig(host=broker.host, port=broker.port, device_id="door"))
     log: list[str] = []
     link._log = log.append
@@ -225,12 +227,14 @@ def listening_device(broker: Broker) -> Any:  # noqa: F811
     link.stop()
 
 
-def test_any_message_on_the_command_topic_is_survived(listening_device: Any) -> None:
+def test_any_message_on_the_command_topic_is_survived(
+    listening_device: tuple[MqttLink, Broker],
+) -> None:
     """Stranger payloads on homeassistant/status through the real broker and callback."""
-    link, broker = listening_device  # noqa: F811
+    link, broker = listening_device
     counter = DiscoveryCounter(broker)
     assert wait_until(lambda: counter.rounds == 1, timeout=10)  # the retained one from connect
-    sender = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    sender = paho.Client(CallbackAPIVersion.VERSION2)
     sender.connect(broker.host, broker.port)
     sender.loop_start()
     payloads: list[bytes] = []
@@ -269,7 +273,7 @@ names = st.one_of(
 
 def rows(gallery_path: Path) -> tuple[int, int, int]:
     with sqlite3.connect(gallery_path) as db:
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
             for table in ("people", "embeddings", "crops")
         )

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def table_counts(path: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def gallery(tmp_path: Path) -> Gallery:
+def gallery(tmp_path: Path) -> Iterator[Gallery]:
     with Gallery.open(tmp_path / "g.db") as opened:
         yield opened
 

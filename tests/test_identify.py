@@ -119,7 +119,9 @@ def test_enroll_while_another_process_identifies(
     assert first.exit_code == 0, first.output
     embedder = FaceEmbedder.from_files(*reference_f32)
     pipeline = FacePipeline.from_config(Config(), embedder)
-    probes = [pipeline.analyse(read_image(p))[0].embedding for p in (hugh[30], tina[30])]
+    faces = [pipeline.analyse(read_image(p))[0] for p in (hugh[30], tina[30])]
+    probes = [f.embedding for f in faces if f.embedding is not None]
+    assert len(probes) == 2
     np.save(tmp_path / "probes.npy", np.stack(probes))
     key = embedder.embedding_key
     identifier = subprocess.Popen(
@@ -166,28 +168,31 @@ def celebrity_openset(
         assert result.exit_code == 0, result.output
     embedder = FaceEmbedder.from_files(*reference_f32)
     pipeline = FacePipeline.from_config(Config(), embedder)
-    probes = [(n, p) for n in enrolled for p in numbered(data / n)[ENROLL_IMAGES:]]
+    probes: list[tuple[str | None, Path]] = [
+        (n, p) for n in enrolled for p in numbered(data / n)[ENROLL_IMAGES:]
+    ]
     probes += [(None, p) for n in strangers for p in numbered(data / n)]
-    embeddings, truth = [], []
-    for name, path in probes:
+    embeddings: list[np.ndarray] = []
+    truth: list[str | None] = []
+    for person, path in probes:
         faces = pipeline.analyse(read_image(path))
         if faces and faces[0].embedding is not None:
             embeddings.append(faces[0].embedding)
-            truth.append(name)
+            truth.append(person)
     with Gallery.open(db, create=False) as gallery:
         rows = gallery.embeddings(embedder.embedding_key)
     assert rows.names == enrolled
-    result = {}
+    scores: dict[Strategy, ProbeScores] = {}
     for strategy in Strategy:
         index = GalleryIndex(rows, strategy)
         matches = [index.identify(e, 1.0, 0.0) for e in embeddings]
-        result[strategy] = ProbeScores(
+        scores[strategy] = ProbeScores(
             similarity=np.array([m.similarity for m in matches]),
             margin=np.array([m.margin for m in matches]),
             candidate=[m.candidate for m in matches],
             truth=truth,
         )
-    return result
+    return scores
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from device.cli import main
-from tests.conftest import require_shared
+from tests.conftest import read_bgr, require_shared
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -73,10 +73,8 @@ def test_bad_input_is_one_line_and_exit_1(bad_inputs: dict[str, Path], case: str
 
 
 def test_inspect_reports_every_face_and_annotates(tmp_path: Path) -> None:
-    first = cv2.imread(str(require_shared("data/lfw/images/Abel_Pacheco/Abel_Pacheco_0001.jpg")))
-    second = cv2.imread(
-        str(require_shared("data/lfw/images/Akhmed_Zakayev/Akhmed_Zakayev_0001.jpg"))
-    )
+    first = read_bgr(require_shared("data/lfw/images/Abel_Pacheco/Abel_Pacheco_0001.jpg"))
+    second = read_bgr(require_shared("data/lfw/images/Akhmed_Zakayev/Akhmed_Zakayev_0001.jpg"))
     pair = tmp_path / "pair.jpg"
     cv2.imwrite(str(pair), np.hstack([first, second]))
     result = CliRunner().invoke(

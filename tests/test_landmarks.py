@@ -8,7 +8,7 @@ import numpy as np
 from device.vision.align import ARCFACE_TEMPLATE
 from device.vision.detector import FaceDetector
 from device.vision.landmarks import FaceMesh
-from tests.conftest import require_shared
+from tests.conftest import read_bgr, require_shared
 
 
 def test_five_points_land_on_the_template_of_prealigned_faces() -> None:
@@ -17,7 +17,7 @@ def test_five_points_land_on_the_template_of_prealigned_faces() -> None:
     errors = []
     for person in sorted(root.iterdir()):
         for path in sorted(person.glob("*.png"))[:2]:
-            crop = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            crop = cv2.cvtColor(read_bgr(path), cv2.COLOR_BGR2RGB)
             padded = cv2.copyMakeBorder(crop, 56, 56, 56, 56, cv2.BORDER_CONSTANT, value=0)
             detection = max(detector.detect(padded), key=lambda d: d.score)
             points = mesh.five_points(padded, detection)

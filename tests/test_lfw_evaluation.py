@@ -19,17 +19,17 @@ import pytest
 from device.vision.embedder import FaceEmbedder
 from tests.conftest import require_shared
 from trainer.evaluate import align_lfw, default_pipeline, evaluate_lfw, select_folds
-from trainer.lfw import read_pairs
+from trainer.lfw import LfwPair, read_pairs
 from trainer.metrics import best_threshold, kfold_verification, tar_at_far
 
 
 @pytest.fixture(scope="module")
-def lfw_pairs() -> list:
+def lfw_pairs() -> list[LfwPair]:
     lfw = require_shared("data/lfw")
     return read_pairs(lfw / "pairs.txt", lfw / "images")
 
 
-def test_pairs_file_follows_the_protocol(lfw_pairs: list) -> None:
+def test_pairs_file_follows_the_protocol(lfw_pairs: list[LfwPair]) -> None:
     assert len(lfw_pairs) == 6000
     assert sum(p.same for p in lfw_pairs) == 3000
     assert {p.fold for p in lfw_pairs} == set(range(10))
@@ -37,7 +37,9 @@ def test_pairs_file_follows_the_protocol(lfw_pairs: list) -> None:
 
 
 @pytest.mark.slow
-def test_reference_float_model_all_ten_folds(tmp_path: Path, reference_f32: tuple) -> None:
+def test_reference_float_model_all_ten_folds(
+    tmp_path: Path, reference_f32: tuple[Path, Path]
+) -> None:
     lfw = require_shared("data/lfw")
     command = [
         sys.executable, "-m", "trainer", "evaluate",
@@ -58,7 +60,9 @@ def test_reference_float_model_all_ten_folds(tmp_path: Path, reference_f32: tupl
 
 
 @pytest.mark.slow
-def test_reference_uint8_model_three_folds(lfw_pairs: list, reference_uint8: tuple) -> None:
+def test_reference_uint8_model_three_folds(
+    lfw_pairs: list[LfwPair], reference_uint8: tuple[Path, Path]
+) -> None:
     pairs = select_folds(lfw_pairs, 3)
     aligned = align_lfw(pairs, default_pipeline())
     report, _ = evaluate_lfw(pairs, aligned, FaceEmbedder.from_files(*reference_uint8).embed_many)

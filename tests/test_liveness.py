@@ -66,12 +66,14 @@ def random_homography(rng: np.random.Generator) -> np.ndarray:
     perspective = np.array([[1, rng.uniform(-0.05, 0.05), 0], [0, 1, 0], [0, 0, 1.0]])
     perspective[2, :2] = rng.uniform(-0.004, 0.004, 2)
     about_centre = np.array([[1, 0, -56], [0, 1, -64], [0, 0, 1.0]])
-    return np.linalg.inv(about_centre) @ similarity @ perspective @ about_centre
+    homography: np.ndarray = np.linalg.inv(about_centre) @ similarity @ perspective @ about_centre
+    return homography
 
 
 def apply(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
     mapped = np.column_stack([points, np.ones(len(points))]) @ homography.T
-    return mapped[:, :2] / mapped[:, 2:]
+    projected: np.ndarray = mapped[:, :2] / mapped[:, 2:]
+    return projected
 
 
 def test_a_plane_stays_planar_however_it_moves() -> None:

@@ -25,7 +25,8 @@ OTHER_SHA = "d" * 64
 
 
 def unit(vector: np.ndarray) -> np.ndarray:
-    return (vector / np.linalg.norm(vector, axis=-1, keepdims=True)).astype(np.float32)
+    normed: np.ndarray = vector / np.linalg.norm(vector, axis=-1, keepdims=True)
+    return normed.astype(np.float32)
 
 
 def axis(i: int, dim: int = 8) -> np.ndarray:

@@ -12,11 +12,11 @@ from device.errors import ConfigError
 from device.service.discovery import discovery_messages, node_id
 from device.service.mqtt import MqttLink, parse_broker
 from device.service.topics import Topics
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.runtime_helpers import wait_until
 
 
-def settings_for(broker: Broker, **overrides: object) -> MqttConfig:  # noqa: F811
+def settings_for(broker: Broker, **overrides: object) -> MqttConfig:
     values: dict[str, object] = {
         "host": broker.host,
         "port": broker.port,
@@ -27,7 +27,18 @@ def settings_for(broker: Broker, **overrides: object) -> MqttConfig:  # noqa: F8
     return MqttConfig(**values)  # type: ignore[arg-type]
 
 
-def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> None:  # noqa: F811
+def all_acknowledged(link: MqttLink, mids: list[int], timeout: float = 10) -> bool:
+    """Whether the broker acknowledges every one of ``mids`` within ``timeout`` seconds."""
+    acked: set[int] = set()
+
+    def done() -> bool:
+        acked.update(link.acknowledged())
+        return set(mids) <= acked
+
+    return wait_until(done, timeout)
+
+
+def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> None:
     link = MqttLink(settings_for(broker), log=lambda message: None)
     link.start()
     assert wait_until(lambda: link.connected, timeout=10)
@@ -41,14 +52,13 @@ def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> No
 
 
 def test_events_are_qos1_not_retained_and_every_puback_is_reported(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     watcher = Subscriber(broker, ["peephole/door/visitor"]).connect()
     link = MqttLink(settings_for(broker), log=lambda message: None)
     link.start()
     mids = [link.publish_event("peephole/door/visitor", json.dumps({"n": n})) for n in range(20)]
-    acked: list[int] = []
-    assert wait_until(lambda: acked.extend(link.acknowledged()) or set(mids) <= set(acked), 10)
+    assert all_acknowledged(link, mids)
     watcher.wait_for(lambda ms: len(ms) >= 20, timeout=5)
     link.stop()
     watcher.disconnect()
@@ -61,7 +71,7 @@ def test_events_are_qos1_not_retained_and_every_puback_is_reported(
 
 
 def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     watcher = Subscriber(broker, ["homeassistant/+/door/+/config"]).connect()
     link = MqttLink(settings_for(broker, snapshots=True), log=lambda message: None)
@@ -81,7 +91,7 @@ def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online
 
 
 def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     audit = Subscriber(broker, ["peephole/door/visitor"], "audit", clean_session=False).connect()
     audit.disconnect()
@@ -93,8 +103,7 @@ def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
     mids = [link.publish_event("peephole/door/visitor", str(n)) for n in range(5)]
     broker.start()
     assert wait_until(lambda: link.connected, timeout=15)
-    acked: list[int] = []
-    assert wait_until(lambda: acked.extend(link.acknowledged()) or set(mids) <= set(acked), 10)
+    assert all_acknowledged(link, mids)
     link.stop()
     audit = Subscriber(broker, ["peephole/door/visitor"], "audit", clean_session=False).connect()
     audit.wait_for(lambda ms: len(ms) >= 5, timeout=5)

@@ -4,60 +4,18 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from device.config import MqttConfig
 from device.service.mqtt import MqttLink
-from tests.broker import Broker, BrokerSecurity, Subscriber, mosquitto_path  # noqa: F401
+from tests.broker import Broker, BrokerSecurity, Pki, Subscriber
 from tests.runtime_helpers import wait_until
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    other_ca: Path
-
-
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    key, cert = folder / f"{name}.key", folder / f"{name}.crt"
-    openssl(
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", f"/CN={name}",
-        cwd=folder,
-    )  # fmt: skip
-    return key, cert
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = make_ca(folder, "peephole-test-ca")
-    _, other_ca = make_ca(folder, "someone-else-ca")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl(
-        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
-        cwd=folder,
-    )  # fmt: skip
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", str(ca_cert), "-CAkey", str(ca_key),
-        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext",
-        cwd=folder,
-    )  # fmt: skip
-    return Pki(ca_cert, folder / "server.crt", folder / "server.key", other_ca)
-
-
 @pytest.fixture
-def tls_broker(mosquitto_path: Path, tmp_path: Path, pki: Pki) -> Iterator[Broker]:  # noqa: F811
+def tls_broker(mosquitto_path: Path, tmp_path: Path, pki: Pki) -> Iterator[Broker]:
     passwords = tmp_path / "passwords"
     subprocess.run(
         ["mosquitto_passwd", "-b", "-c", str(passwords), "door", "s3cret"],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.conftest import require_shared
 from tests.runtime_helpers import enroll_people, start_run, wait_until, write_config
 
@@ -36,7 +36,7 @@ class LineReader:
 
 @pytest.fixture
 def setup(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     tmp_path: Path,
     reference_f32: tuple[Path, Path],
 ) -> tuple[Broker, Path]:
@@ -53,7 +53,7 @@ def setup(
     return broker, config
 
 
-def collect_events(broker: Broker, expected: int) -> list[str]:  # noqa: F811
+def collect_events(broker: Broker, expected: int) -> list[str]:
     """Event ids the audit session was sent, in arrival order."""
     audit = Subscriber(broker, ["peephole/door/+"], client_id="audit", clean_session=False)
     audit.connect()
@@ -80,7 +80,7 @@ def in_order(expected: list[str], received: list[str]) -> bool:
 def test_events_made_while_the_broker_is_down_arrive_once_in_order(
     setup: tuple[Broker, Path], reference_f32: tuple[Path, Path]
 ) -> None:
-    broker, config = setup  # noqa: F811
+    broker, config = setup
     process = start_run(
         config,
         reference_f32,
@@ -111,7 +111,7 @@ def test_events_made_while_the_broker_is_down_arrive_once_in_order(
 def test_events_survive_kill_9_and_restart_while_the_broker_is_down(
     setup: tuple[Broker, Path], reference_f32: tuple[Path, Path]
 ) -> None:
-    broker, config = setup  # noqa: F811
+    broker, config = setup
     source = str(require_shared(CLIP))
     first = start_run(config, reference_f32, "--source", source, "--realtime")
     first_reader = LineReader(first)

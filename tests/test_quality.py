@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -81,7 +83,7 @@ def test_tilted_heads_are_rejected_for_roll(pipeline: FacePipeline) -> None:
     assert RejectReason.ROLL in face.quality.reasons
 
 
-def test_rejected_faces_never_reach_the_embedder(reference_f32: tuple) -> None:
+def test_rejected_faces_never_reach_the_embedder(reference_f32: tuple[Path, Path]) -> None:
     from device.vision.embedder import FaceEmbedder
 
     config = Config()

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.broker import Broker, Received, Subscriber, module_broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Received, Subscriber
 from tests.conftest import require_shared
 from tests.runtime_helpers import enroll_people, json_lines, run_to_end, write_config
 
@@ -107,7 +107,7 @@ def run_video(
 
 @pytest.fixture(scope="module")
 def clip(
-    module_broker: Broker,  # noqa: F811
+    module_broker: Broker,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Run:
     workdir = tmp_path_factory.mktemp("clip")
@@ -206,7 +206,7 @@ def test_home_assistant_discovery_is_retained_and_tied_to_availability(clip: Run
 
 @pytest.fixture(scope="module")
 def gifs(
-    module_broker: Broker,  # noqa: F811
+    module_broker: Broker,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> list[Run]:
     workdir = tmp_path_factory.mktemp("gifs")

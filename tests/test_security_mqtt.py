@@ -18,13 +18,13 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from device.config import MqttConfig
 from device.service.mqtt import MqttLink
-from tests.broker import Broker, BrokerSecurity, Received, Subscriber, mosquitto_path  # noqa: F401
+from tests.broker import Broker, BrokerSecurity, Pki, Received, Subscriber
 from tests.conftest import require_shared
 from tests.runtime_helpers import enroll_people, run_to_end, wait_until, write_config
-from tests.test_mqtt_tls import Pki, pki  # noqa: F401
 
 SECRET = "Tr0ub4dor-peephole-7f3a9c"
 CLIP = "data/video/short_hamilton_clip.mp4"
@@ -33,9 +33,9 @@ BIOMETRIC_KEYS = {"embedding", "vector", "crop", "face", "landmarks", "keypoints
 
 @pytest.fixture(scope="module")
 def secure_broker(
-    mosquitto_path: Path,  # noqa: F811
+    mosquitto_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
-    pki: Pki,  # noqa: F811
+    pki: Pki,
 ) -> Iterator[Broker]:
     folder = tmp_path_factory.mktemp("secure-broker")
     passwords = folder / "passwords"
@@ -82,16 +82,11 @@ def secure_run(
         folder / "config.toml", gallery=gallery, outbox=outbox, broker=broker, mqtt_extra=mqtt
     )
     everything = Subscriber(broker, ["#"], ca_file=ca, credentials=("door", SECRET)).connect()
-    environment = {} if password_in_file else {"PEEPHOLE_MQTT_PASSWORD": SECRET}
-    result = run_to_end(
-        config,
-        reference,
-        "--source",
-        str(require_shared(CLIP)),
-        "--stop-after-frames",
-        "150",
-        **environment,
-    )
+    args = ("--source", str(require_shared(CLIP)), "--stop-after-frames", "150")
+    if password_in_file:
+        result = run_to_end(config, reference, *args)
+    else:
+        result = run_to_end(config, reference, *args, PEEPHOLE_MQTT_PASSWORD=SECRET)
     messages = everything.wait_for(
         lambda ms: any(m.text == "offline" and m.topic.endswith("availability") for m in ms),
         timeout=10,
@@ -103,7 +98,7 @@ def secure_run(
 @pytest.fixture(scope="module")
 def runs(
     secure_broker: Broker,
-    pki: Pki,  # noqa: F811
+    pki: Pki,
     tmp_path_factory: pytest.TempPathFactory,
     reference_f32: tuple[Path, Path],
 ) -> dict[str, SecureRun]:
@@ -196,7 +191,7 @@ def test_the_password_appears_in_no_output_log_or_file(
 def test_a_wrong_password_is_reported_without_echoing_either_password(
     tmp_path: Path,
     secure_broker: Broker,
-    pki: Pki,  # noqa: F811
+    pki: Pki,
     reference_f32: tuple[Path, Path],
 ) -> None:
     wrong = "not-the-password-91b2"
@@ -218,7 +213,7 @@ def test_a_wrong_password_is_reported_without_echoing_either_password(
 
 def connect_result(broker: Broker, ca: Path, credentials: tuple[str, str] | None) -> str:
     outcome: list[str] = []
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client = paho.Client(CallbackAPIVersion.VERSION2)
     client.tls_set(ca_certs=str(ca))
     if credentials:
         client.username_pw_set(*credentials)
@@ -233,7 +228,7 @@ def connect_result(broker: Broker, ca: Path, credentials: tuple[str, str] | None
 
 def test_anonymous_and_wrong_password_clients_are_refused(
     secure_broker: Broker,
-    pki: Pki,  # noqa: F811
+    pki: Pki,
 ) -> None:
     assert connect_result(secure_broker, pki.ca, None) == "Not authorized"
     assert connect_result(secure_broker, pki.ca, ("door", "guess")) == "Not authorized"
@@ -242,7 +237,7 @@ def test_anonymous_and_wrong_password_clients_are_refused(
 
 def test_an_unverifiable_broker_is_accepted_only_when_the_config_says_so(
     secure_broker: Broker,
-    pki: Pki,  # noqa: F811
+    pki: Pki,
 ) -> None:
     outcomes = {}
     for insecure in (False, True):

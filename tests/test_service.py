@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import contextlib
 import shutil
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -25,7 +27,7 @@ from device.service.tracker import Cooldown, VisitorTracker
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, SourceOptions, open_source
-from tests.broker import Broker, Subscriber, broker, mosquitto_path  # noqa: F401
+from tests.broker import Broker, Subscriber
 from tests.conftest import ROOT, missing, require_shared
 from tests.runtime_helpers import run_to_end, start_run, wait_until, write_config
 
@@ -52,7 +54,12 @@ class NotifyListener:
 
     def _listen(self) -> None:
         while not self._stop.is_set():
-            self.messages.extend(drain(self.receiver))
+            with contextlib.suppress(TimeoutError):
+                self.messages.append(self.receiver.recv(4096).decode())
+
+    def lines(self) -> list[str]:
+        """Every line of the messages so far (one datagram may carry several)."""
+        return [line for message in list(self.messages) for line in message.splitlines()]
 
     def close(self) -> list[str]:
         self._stop.set()
@@ -69,6 +76,18 @@ def drain(receiver: socket.socket) -> list[str]:
             messages.append(receiver.recv(4096).decode())
         except TimeoutError:
             return messages
+
+
+def collect_lines(stream: IO[str]) -> list[str]:
+    """A child's output lines so far: a daemon thread appends each as it comes."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
 def test_notify_socket_sees_ready_then_repeated_watchdog_and_status(
@@ -110,12 +129,14 @@ class HangingSource:
         self.inner = open_source(str(video), SourceOptions())
         self.left = frames_before_hang
         self.release = release
+        self.hanging = threading.Event()
 
     def open(self) -> None:
         return None
 
     def read(self) -> Frame | None:
         if self.left == 0:
+            self.hanging.set()
             self.release.wait()
             return None
         self.left -= 1
@@ -151,10 +172,11 @@ def test_a_hung_camera_stops_the_watchdog(tmp_path: Path, reference_f32: tuple[P
     runner = threading.Thread(target=loop.run)
     runner.start()
     try:
-        assert wait_until(lambda: loop.stats.frames == 30, timeout=30)
-        time.sleep(0.2)
+        # Once the loop waits in read(), the last frame's ping is in the socket already.
+        assert source.hanging.wait(timeout=30)
+        assert loop.stats.frames == 30
         flowing = drain(receiver)
-        time.sleep(0.5)  # the camera hangs for over 8 watchdog periods
+        time.sleep(0.5)  # the window under test: the camera hangs for over 8 watchdog periods
         during_hang = drain(receiver)
     finally:
         release.set()
@@ -168,8 +190,9 @@ def test_a_hung_camera_stops_the_watchdog(tmp_path: Path, reference_f32: tuple[P
 
 def start_with_broker(
     tmp_path: Path,
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     reference_f32: tuple[Path, Path],
+    **env: str,
 ) -> tuple[subprocess.Popen[str], Subscriber]:
     config = write_config(
         tmp_path / "config.toml",
@@ -178,7 +201,9 @@ def start_with_broker(
         broker=broker,
     )
     watcher = Subscriber(broker, ["peephole/door/availability"]).connect()
-    process = start_run(config, reference_f32, "--source", str(require_shared(CLIP)), "--realtime")
+    process = start_run(
+        config, reference_f32, "--source", str(require_shared(CLIP)), "--realtime", **env
+    )
     online = watcher.wait_for(lambda ms: any(m.text == "online" for m in ms), timeout=30)
     if not any(m.text == "online" for m in online):
         process.kill()
@@ -186,7 +211,7 @@ def start_with_broker(
     return process, watcher
 
 
-def retained_availability(broker: Broker) -> str:  # noqa: F811
+def retained_availability(broker: Broker) -> str:
     late = Subscriber(broker, ["peephole/door/availability"]).connect()
     messages = late.wait_for(lambda ms: bool(ms), timeout=5)
     late.disconnect()
@@ -196,18 +221,27 @@ def retained_availability(broker: Broker) -> str:  # noqa: F811
 
 def test_sigterm_exits_0_within_5_seconds_and_publishes_offline(
     tmp_path: Path,
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     reference_f32: tuple[Path, Path],
 ) -> None:
-    process, watcher = start_with_broker(tmp_path, broker, reference_f32)
-    time.sleep(1.0)
-    signalled = time.monotonic()
-    process.send_signal(signal.SIGTERM)
+    listener = NotifyListener(tmp_path / "notify.sock")
+    process, watcher = start_with_broker(
+        tmp_path,
+        broker,
+        reference_f32,
+        NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
+        WATCHDOG_USEC="3000000",
+    )
     try:
+        # Stop it mid-stream: once a frame has gone through the loop (and fed the watchdog).
+        assert wait_until(lambda: "WATCHDOG=1" in listener.lines(), timeout=30), listener.lines()
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=5)
     finally:
         if process.poll() is None:
             process.kill()
+        listener.close()
     elapsed = time.monotonic() - signalled
     assert returncode == 0, process.communicate()[1]
     assert elapsed < 5.0
@@ -219,7 +253,7 @@ def test_sigterm_exits_0_within_5_seconds_and_publishes_offline(
 
 def test_kill_9_leaves_offline_through_the_last_will(
     tmp_path: Path,
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     reference_f32: tuple[Path, Path],
 ) -> None:
     process, watcher = start_with_broker(tmp_path, broker, reference_f32)
@@ -241,16 +275,29 @@ def test_sigterm_without_a_reachable_broker_still_exits_0(
         outbox=tmp_path / "outbox.db",
         broker=unreachable,
     )
-    process = start_run(config, reference_f32, "--source", str(require_shared(CLIP)), "--realtime")
+    listener = NotifyListener(tmp_path / "notify.sock")
+    process = start_run(
+        config,
+        reference_f32,
+        "--source",
+        str(require_shared(CLIP)),
+        "--realtime",
+        NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
+    )
     assert process.stderr is not None
-    time.sleep(4.0)
-    process.send_signal(signal.SIGTERM)
+    errors = collect_lines(process.stderr)
     try:
+        # Stop it once its loop runs and it has found the broker unreachable.
+        assert wait_until(
+            lambda: "READY=1" in listener.lines() and any("unreachable" in e for e in errors),
+            timeout=60,
+        ), errors
+        process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=5) == 0
     finally:
         if process.poll() is None:
             process.kill()
-    assert "unreachable" in process.stderr.read()
+        listener.close()
 
 
 def unit() -> configparser.ConfigParser:

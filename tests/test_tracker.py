@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from device.service.tracker import Cooldown, TrackerOptions, VisitorTracker, centre_distance, iou
+from device.service.tracker import (
+    Cooldown,
+    Decision,
+    Track,
+    TrackerOptions,
+    VisitorTracker,
+    centre_distance,
+    iou,
+)
 from device.vision.detector import Detection
 from device.vision.liveness import Liveness, LivenessOptions
 from device.vision.quality import QualityReport, RejectReason
@@ -77,9 +85,9 @@ def moved(box: tuple[float, float, float, float], dx: float) -> tuple[float, flo
     return (box[0] + dx, box[1], box[2] + dx, box[3])
 
 
-def feed(tracker: VisitorTracker, frames: list[list[Face]]) -> list[tuple[int, str, object]]:
+def feed(tracker: VisitorTracker, frames: list[list[Face]]) -> list[tuple[int, str, Track]]:
     """Run frames through; return (frame, 'decided'|'ended', track) in order."""
-    log: list[tuple[int, str, object]] = []
+    log: list[tuple[int, str, Track]] = []
     for index, faces in enumerate(frames):
         step = tracker.update(faces, index, index / 15)
         log += [(index, "decided", t) for t in step.decided]
@@ -88,6 +96,12 @@ def feed(tracker: VisitorTracker, frames: list[list[Face]]) -> list[tuple[int, s
     log += [(len(frames), "decided", t) for t in step.decided]
     log += [(len(frames), "ended", t) for t in step.ended]
     return log
+
+
+def decision_of(track: Track) -> Decision:
+    """The decision of a track from the log's "decided" entries (which always has one)."""
+    assert track.decision is not None
+    return track.decision
 
 
 def test_iou_and_centre_distance() -> None:
@@ -105,8 +119,9 @@ def test_known_person_is_decided_after_min_frames_and_announced_once() -> None:
     assert len(decided) == 1
     frame, track = decided[0]
     assert frame == 2  # the third good frame: min_frames = 3
-    assert track.decision.person == "Ada" and track.decision.known
-    assert track.decision.frames_used == 3
+    decision = decision_of(track)
+    assert decision.person == "Ada" and decision.known
+    assert decision.frames_used == 3
     assert [kind for _, kind, _ in log] == ["decided", "ended"]
 
 
@@ -117,8 +132,9 @@ def test_stranger_is_unknown_after_max_frames() -> None:
     assert len(decided) == 1
     frame, track = decided[0]
     assert frame == 5
-    assert track.decision.person is None and not track.decision.known
-    assert track.decision.similarity is not None and track.decision.similarity < 0.6
+    decision = decision_of(track)
+    assert decision.person is None and not decision.known
+    assert decision.similarity is not None and decision.similarity < 0.6
 
 
 def test_a_certain_stranger_is_decided_after_min_frames() -> None:
@@ -127,7 +143,7 @@ def test_a_certain_stranger_is_decided_after_min_frames() -> None:
     strangers = [[face(BOX, unit(5, 0.1, i))] for i in range(12)]
     decided = [(i, t) for i, kind, t in feed(tracker, strangers) if kind == "decided"]
     assert [i for i, _ in decided] == [2]
-    assert not decided[0][1].decision.known
+    assert not decision_of(decided[0][1]).known
     # Someone close to a threshold is not a certain stranger: wait for more evidence.
     tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options)
     near_ada = [[face(BOX, 0.5 * unit(0) + np.sqrt(0.75) * unit(5))] for _ in range(12)]
@@ -148,8 +164,9 @@ def test_a_mean_that_no_single_frame_agrees_with_names_nobody() -> None:
         if kind == "decided"
     ]
     assert len(decided) == 1
-    assert not decided[0].decision.known
-    assert decided[0].decision.similarity > 0.6
+    assert not decision_of(decided[0]).known
+    similarity = decision_of(decided[0]).similarity
+    assert similarity is not None and similarity > 0.6
 
 
 def test_face_never_good_enough_is_unknown_after_unknown_after_frames() -> None:
@@ -157,8 +174,8 @@ def test_face_never_good_enough_is_unknown_after_unknown_after_frames() -> None:
     frames = [[face(BOX, None)] for _ in range(12)]
     decided = [(i, t) for i, kind, t in feed(tracker, frames) if kind == "decided"]
     assert [i for i, _ in decided] == [7]
-    assert decided[0][1].decision.frames_used == 0
-    assert decided[0][1].decision.similarity is None
+    assert decision_of(decided[0][1]).frames_used == 0
+    assert decision_of(decided[0][1]).similarity is None
 
 
 def test_short_false_detection_produces_nothing() -> None:
@@ -185,7 +202,7 @@ def test_two_faces_keep_their_own_tracks_while_crossing_paths() -> None:
         right = (400.0 - 10 * i, 100.0, 500.0 - 10 * i, 200.0)
         frames.append([face(left, unit(0, 0.05, i)), face(right, unit(1, 0.05, i + 100))])
     decided = [t for _, kind, t in feed(tracker, frames) if kind == "decided"]
-    assert sorted(t.decision.person for t in decided) == ["Ada", "Grace"]
+    assert sorted(str(decision_of(t).person) for t in decided) == ["Ada", "Grace"]
     assert len({t.track_id for t in decided}) == 2
 
 
@@ -236,7 +253,7 @@ def test_with_liveness_a_decision_waits_for_the_verdict_and_require_refuses_a_st
         log = feed(VisitorTracker(TinyMatcher(PEOPLE).identify, options), frames)
         decided = [(i, t) for i, kind, t in log if kind == "decided"]
         assert [i for i, _ in decided] == [7]  # identity after 3 frames, the verdict after 8
-        decision = decided[0][1].decision
+        decision = decision_of(decided[0][1])
         assert decision.liveness is Liveness.UNDECIDED
         assert decision.similarity is not None and decision.similarity > 0.9
         if require:
@@ -254,5 +271,5 @@ def test_a_short_visit_is_announced_when_it_ends_with_the_verdict_so_far() -> No
         if kind == "decided"
     ]
     assert [i for i, _ in decided] == [5]  # at finish()
-    assert decided[0][1].decision.person == "Grace"
-    assert decided[0][1].decision.liveness is Liveness.UNDECIDED
+    assert decision_of(decided[0][1]).person == "Grace"
+    assert decision_of(decided[0][1]).liveness is Liveness.UNDECIDED

@@ -95,7 +95,11 @@ def test_keras_replica_matches_the_numpy_forward_pass(
     replica = keras.models.load_model(imported, compile=False).predict(
         normalise_pixels(crops), verbose=0
     )
-    unit = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        normed: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return normed
+
     cosines = np.einsum("ij,ij->i", unit(reference), unit(replica))
     assert cosines.min() >= 0.9999, cosines
     # different faces stay apart: the parity is not that of a constant output

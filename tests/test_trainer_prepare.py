@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from device.config import Config
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
-from tests.conftest import require_shared
+from tests.conftest import read_bgr, require_shared
 from trainer.cli import main
 from trainer.prepare import PrepareOptions, prepare
 from trainer.prepared import REPORT_CSV, REPORT_JSON
@@ -22,7 +22,7 @@ from trainer.prepared import REPORT_CSV, REPORT_JSON
 
 def _framed(path: Path, blur_sigma: float = 0.0) -> np.ndarray:
     """An aligned celebrity crop enlarged onto a grey frame, so the detector has work to do."""
-    crop = cv2.imread(str(path))
+    crop = read_bgr(path)
     canvas = cv2.copyMakeBorder(
         cv2.resize(crop, (160, 160), interpolation=cv2.INTER_CUBIC),
         48, 48, 48, 48, cv2.BORDER_CONSTANT, value=(128, 128, 128),
@@ -90,7 +90,7 @@ def test_good_faces_are_kept_as_aligned_crops(
     assert len(kept) == 12
     assert {row["identity"] for row in kept} == {"Will_Smith"}
     for row in kept:
-        crop = cv2.imread(str(dst / row["crop"]))
+        crop = read_bgr(dst / row["crop"])
         assert crop.shape == (112, 112, 3)
         assert float(row["score"]) >= PrepareOptions().min_score
     assert not (dst / "Tina_Fey").exists()
