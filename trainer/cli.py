@@ -131,14 +131,13 @@ def evaluate(
     identification on celebrity112."""
     from trainer.evaluate import (
         aligned_lfw,
-        celebrity_openset,
         evaluate_lfw,
         openset_summary,
         select_folds,
         write_roc_png,
     )
     from trainer.lfw import read_pairs
-    from trainer.strangers import calibrate_strangers
+    from trainer.strangers import calibrate_strangers, celebrity_openset
 
     if (lfw_dir is None) != (pairs_file is None):
         raise PeepholeError("--lfw and --pairs go together")

@@ -16,17 +16,13 @@ import cv2
 import numpy as np
 
 from device.config import Config
-from device.errors import PeepholeError
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
 from trainer.lfw import AlignedSet, EmbedFn, LfwPair, align_images, pair_similarities
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
-from trainer.strangers import person_crops
 
 # Open-set identification on celebrity112, as the manifests' identification threshold is
 # calibrated: at most 1% of strangers named, with the device's default match margin.
-FAR_TARGET = 0.01
-MATCH_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -111,75 +107,6 @@ def write_roc_png(path: Path, similarities: np.ndarray, same: np.ndarray, title:
     cv2.putText(canvas, "TAR", (10, margin - 5), 0, 0.45, (0, 0, 0), 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), canvas)
-
-
-def celebrity_openset(
-    embed: EmbedFn,
-    folder: Path,
-    enrolled_identities: int = 12,
-    enrolled_images: int = 5,
-    far_target: float = FAR_TARGET,
-    margin: float = MATCH_MARGIN,
-) -> dict[str, Any]:
-    """Open-set identification on celebrity112, as the reference manifests were calibrated.
-
-    Gallery: the first ``enrolled_identities`` identities (sorted) with their first
-    ``enrolled_images`` crops, matched by the normalised mean. Probes: their other
-    crops (must be named correctly) and every crop of the remaining identities
-    (strangers: at most ``far_target`` of them may be named).
-    """
-    from device.identity.calibration import ProbeScores, evaluate, threshold_for_far
-
-    people = sorted(p for p in folder.iterdir() if p.is_dir())
-    if len(people) <= enrolled_identities:
-        raise PeepholeError(f"{folder}: need more than {enrolled_identities} identities")
-
-    gallery_names: list[str] = []
-    means: list[np.ndarray] = []
-    probes: list[np.ndarray] = []
-    truth: list[str | None] = []
-    for index, person in enumerate(people):
-        vectors = embed(person_crops(person))
-        if index < enrolled_identities:
-            mean = vectors[:enrolled_images].mean(axis=0)
-            means.append(mean / np.linalg.norm(mean))
-            gallery_names.append(person.name)
-            probes.append(vectors[enrolled_images:])
-            truth += [person.name] * (len(vectors) - enrolled_images)
-        else:
-            probes.append(vectors)
-            truth += [None] * len(vectors)
-    similarities = np.concatenate(probes) @ np.stack(means).T
-    order = np.argsort(-similarities, axis=1)
-    rows = np.arange(len(similarities))
-    best = similarities[rows, order[:, 0]]
-    gap = best - similarities[rows, order[:, 1]]
-    scores = ProbeScores(
-        similarity=best.astype(np.float32),
-        margin=gap.astype(np.float32),
-        candidate=[gallery_names[int(i)] for i in order[:, 0]],
-        truth=truth,
-    )
-    strangers = np.array([t is None for t in truth])
-    threshold = threshold_for_far(best[strangers], gap[strangers], far_target, margin)
-    result: dict[str, Any] = {
-        "threshold": threshold,
-        "far_target": far_target,
-        "margin": margin,
-        "enrolled": f"first {enrolled_identities} identities x first {enrolled_images} crops",
-        "enrolled_probes": int((~strangers).sum()),
-        "stranger_probes": int(strangers.sum()),
-    }
-    if threshold is not None:
-        report = evaluate(scores, threshold, margin)
-        result.update(
-            {
-                "enrolled_named_correctly": report.enrolled_named_correctly,
-                "enrolled_named_wrongly": report.enrolled_named_wrongly,
-                "strangers_named": report.strangers_named,
-            }
-        )
-    return result
 
 
 def aligned_lfw(

@@ -166,7 +166,7 @@ def load_manifest_for(model_path: Path, manifest_path: Path | None = None) -> Mo
     if not manifest_file.is_file():
         raise ManifestError(
             f"no manifest for model {model_path}: expected {manifest_file} "
-            "(or pass --manifest FILE; 'trainer calibrate' writes one)"
+            "(or pass --manifest FILE; 'trainer write-manifest' writes one)"
         )
     return ModelManifest.load(manifest_file)
 
