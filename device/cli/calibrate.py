@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import click
 import numpy as np
 
-from device.cli.app import AppContext, echo_err, pass_app
+from device.cli.app import AppContext, pass_app
 from device.errors import GalleryError, PeepholeError
 from device.identity.calibration import (
     ProbeScores,
@@ -19,6 +20,8 @@ from device.identity.calibration import (
 )
 from device.identity.matching import Match, Matcher, resolve_threshold
 from device.vision.imageio import expand_image_paths, read_image
+
+logger = logging.getLogger(__name__)
 
 
 @click.command()
@@ -57,7 +60,7 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
         try:
             image = read_image(path)
         except PeepholeError as error:
-            echo_err(f"peephole: warning: skipped {error}")
+            logger.warning(f"skipped {error}")
             continue
         for face in pipeline.analyse(image):
             if face.embedding is not None:
@@ -68,7 +71,7 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
     gaps = np.array([m.margin for m in matches], dtype=np.float32)
     chosen = threshold_for_far(similarity, gaps, target_far, margin)
     if chosen is None:
-        echo_err("no stranger came near anyone enrolled: keeping the current threshold")
+        logger.info("no stranger came near anyone enrolled: keeping the current threshold")
         current = resolve_threshold(embedder.manifest.identification_threshold, None)
         chosen = resolve_threshold(current, app.config.model.threshold)
     threshold = chosen
@@ -98,8 +101,8 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
         f"{household.enrolled_named_correctly:.1%} of {household.enrolled_probes}"
     )
     if not result["resolvable"]:
-        echo_err(
-            f"peephole: warning: {len(matches)} stranger faces cannot resolve a {target_far:.1%} "
+        logger.warning(
+            f"{len(matches)} stranger faces cannot resolve a {target_far:.1%} "
             f"target; use at least {math.ceil(1 / target_far)} for a trustworthy threshold"
         )
     click.echo(f"to use it, put in the config:\n[model]\nthreshold = {threshold:.3f}")
