@@ -7,11 +7,11 @@ Secrets never need to be in the file: ``PEEPHOLE_MQTT_USERNAME`` and
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import socket
 import stat
-import sys
 import tomllib
 import types
 import typing
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 # Characters MQTT topic names must not contain (wildcards and NUL).
 _FORBIDDEN_TOPIC_CHARACTERS = set("+#\0")
@@ -231,6 +233,7 @@ def load_config(path: str | Path | None = None, *, required: bool = False) -> Co
     if not config_path.exists():
         if required or path:
             raise ConfigError(f"config file not found: {config_path}")
+        logger.debug(f"no config file at {config_path}: using the defaults")
         return apply_environment(Config())
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
@@ -238,6 +241,7 @@ def load_config(path: str | Path | None = None, *, required: bool = False) -> Co
         raise ConfigError(f"cannot read config {config_path}: {error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config {config_path} is not valid TOML: {error}") from None
+    logger.debug(f"config from {config_path}")
     warn_if_exposed(config_path)
     return apply_environment(parse_config(raw, str(config_path)))
 
@@ -316,8 +320,7 @@ def warn_if_exposed(path: Path) -> None:
     except OSError:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        print(
-            f"peephole: warning: {path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
-            f"run: chmod 600 {path}",
-            file=sys.stderr,
+        logger.warning(
+            f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
         )

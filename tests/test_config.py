@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -75,13 +76,15 @@ def test_cli_refuses_a_broken_config_in_one_line(tmp_path: Path) -> None:
 
 
 def test_world_readable_config_is_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "config.toml"
     path.write_text('[mqtt]\npassword = "x"\n')
     os.chmod(path, 0o644)
-    load_config(path)
-    assert "readable by other users" in capsys.readouterr().err
+    with caplog.at_level(logging.WARNING, logger="device.config"):
+        load_config(path)
+    (record,) = [r for r in caplog.records if r.name == "device.config"]
+    assert record.levelno == logging.WARNING and "readable by other users" in record.getMessage()
 
 
 def test_cli_refuses_a_bad_liveness_section_in_one_line(tmp_path: Path) -> None:

@@ -6,11 +6,14 @@ socket); the camera is a real video whose "cable" the test pulls and plugs back.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from device.config import Config
 from device.errors import SourceError
@@ -76,8 +79,9 @@ class UnpluggableCamera:
 
 
 def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
-    tmp_path: Path, reference_f32: tuple[Path, Path]
+    tmp_path: Path, reference_f32: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="device.vision.sources")
     receiver = notify_socket(tmp_path / "notify.sock")
     notifier = SystemdNotifier(
         {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "60000"}
@@ -86,10 +90,9 @@ def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
     gallery = Gallery.open(tmp_path / "gallery.db")
     matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 0.4, 0.05)
     camera = UnpluggableCamera(require_shared(CLIP))
-    reports: list[str] = []
     stop = threading.Event()
     options = SourceOptions(backoff_initial=0.05, backoff_max=0.4, read_failures_before_reopen=3)
-    source = ReopeningSource(camera, options, stop, reports.append)
+    source = ReopeningSource(camera, options, stop)
     source.open()
     loop = CameraLoop(
         pipeline=FacePipeline.from_config(Config(), embedder),
@@ -131,6 +134,7 @@ def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
     assert "WATCHDOG=1" not in during_outage, during_outage
     assert frames_during_outage == 0
     assert "WATCHDOG=1" in after
+    reports = [r.getMessage() for r in caplog.records if r.name == "device.vision.sources"]
     assert any("delivered no frame; reopening" in r for r in reports), reports
     delays = [float(d) for r in reports for d in re.findall(r"retrying in ([0-9.]+) s", r)]
     assert len(delays) >= 3, reports

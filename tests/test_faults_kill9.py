@@ -139,7 +139,7 @@ def wait_for_last_image(process: subprocess.Popen[str], last_image: Path) -> flo
     """Read the enroll's progress until it reports the last image; then it writes the gallery."""
     assert process.stderr is not None
     for line in process.stderr:
-        if line.startswith(str(last_image)):
+        if f"{last_image}: " in line:
             return time.monotonic()
     raise AssertionError("enroll ended without reporting its last image")
 

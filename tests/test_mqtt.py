@@ -39,7 +39,7 @@ def all_acknowledged(link: MqttLink, mids: list[int], timeout: float = 10) -> bo
 
 
 def test_online_is_retained_on_connect_and_offline_on_stop(broker: Broker) -> None:
-    link = MqttLink(settings_for(broker), log=lambda message: None)
+    link = MqttLink(settings_for(broker))
     link.start()
     assert wait_until(lambda: link.connected, timeout=10)
     late = Subscriber(broker, ["peephole/door/availability"]).connect()
@@ -55,7 +55,7 @@ def test_events_are_qos1_not_retained_and_every_puback_is_reported(
     broker: Broker,
 ) -> None:
     watcher = Subscriber(broker, ["peephole/door/visitor"]).connect()
-    link = MqttLink(settings_for(broker), log=lambda message: None)
+    link = MqttLink(settings_for(broker))
     link.start()
     mids = [link.publish_event("peephole/door/visitor", json.dumps({"n": n})) for n in range(20)]
     assert all_acknowledged(link, mids)
@@ -74,7 +74,7 @@ def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online
     broker: Broker,
 ) -> None:
     watcher = Subscriber(broker, ["homeassistant/+/door/+/config"]).connect()
-    link = MqttLink(settings_for(broker, snapshots=True), log=lambda message: None)
+    link = MqttLink(settings_for(broker, snapshots=True))
     link.start()
     # Visitor event, last visitor, last visitor liveness, at the door, snapshot.
     first = watcher.wait_for(lambda ms: len(ms) >= 5, timeout=10)
@@ -95,7 +95,7 @@ def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
 ) -> None:
     audit = Subscriber(broker, ["peephole/door/visitor"], "audit", clean_session=False).connect()
     audit.disconnect()
-    link = MqttLink(settings_for(broker), log=lambda message: None)
+    link = MqttLink(settings_for(broker))
     link.start()
     assert wait_until(lambda: link.connected, timeout=10)
     broker.stop()

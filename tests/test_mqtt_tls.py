@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ def tls_broker(mosquitto_path: Path, tmp_path: Path, pki: Pki) -> Iterator[Broke
     broker.stop()
 
 
-def link(broker: Broker, ca: Path, password: str, messages: list[str]) -> MqttLink:
+def link(broker: Broker, ca: Path, password: str) -> MqttLink:
     settings = MqttConfig(
         host=broker.host,
         port=broker.port,
@@ -44,15 +45,17 @@ def link(broker: Broker, ca: Path, password: str, messages: list[str]) -> MqttLi
         ca_file=str(ca),
         reconnect_max_delay=1,
     )
-    return MqttLink(settings, log=messages.append)
+    return MqttLink(settings)
 
 
-def test_device_connects_over_tls_with_its_password(tls_broker: Broker, pki: Pki) -> None:
-    messages: list[str] = []
-    device = link(tls_broker, pki.ca, "s3cret", messages)
+def test_device_connects_over_tls_with_its_password(
+    tls_broker: Broker, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="device.service.mqtt")
+    device = link(tls_broker, pki.ca, "s3cret")
     device.start()
     try:
-        assert wait_until(lambda: device.connected, timeout=10), messages
+        assert wait_until(lambda: device.connected, timeout=10), caplog.messages
         watcher = Subscriber(
             tls_broker,
             ["peephole/door/availability"],
@@ -62,27 +65,38 @@ def test_device_connects_over_tls_with_its_password(tls_broker: Broker, pki: Pki
         seen = watcher.wait_for(lambda ms: bool(ms), timeout=5)
         watcher.disconnect()
         assert [m.text for m in seen] == ["online"]
+        assert any(m.startswith("connected to MQTT broker") for m in caplog.messages)
     finally:
         device.stop()
 
 
-def test_wrong_password_is_refused_and_reported(tls_broker: Broker, pki: Pki) -> None:
-    messages: list[str] = []
-    device = link(tls_broker, pki.ca, "wrong", messages)
+def test_wrong_password_is_refused_and_reported(
+    tls_broker: Broker, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="device.service.mqtt")
+    device = link(tls_broker, pki.ca, "wrong")
     device.start()
     try:
-        assert wait_until(lambda: any("refused" in m for m in messages), timeout=10), messages
+        assert wait_until(lambda: any("refused" in m for m in caplog.messages), timeout=10), (
+            caplog.messages
+        )
+        (refused,) = [r for r in caplog.records if "refused" in r.getMessage()]
+        assert refused.levelno == logging.WARNING
         assert not device.connected
     finally:
         device.stop()
 
 
-def test_broker_whose_certificate_does_not_verify_is_refused(tls_broker: Broker, pki: Pki) -> None:
-    messages: list[str] = []
-    device = link(tls_broker, pki.other_ca, "s3cret", messages)
+def test_broker_whose_certificate_does_not_verify_is_refused(
+    tls_broker: Broker, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="device.service.mqtt")
+    device = link(tls_broker, pki.other_ca, "s3cret")
     device.start()
     try:
         assert not wait_until(lambda: device.connected, timeout=3)
-        assert any("TLS did not verify" in m for m in messages), messages
+        reports = [m for m in caplog.messages if "TLS did not verify" in m]
+        # Reported once, not on every retry (one report per distinct problem).
+        assert len(reports) == 1, caplog.messages
     finally:
         device.stop()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from pathlib import Path
+
+import pytest
 
 from device.config import Config
 from device.identity.gallery import Gallery
@@ -50,8 +53,9 @@ class EnrollingSource:
 
 
 def test_people_enrolled_during_a_run_are_recognised(
-    tmp_path: Path, reference_f32: tuple[Path, Path]
+    tmp_path: Path, reference_f32: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="device.service.loop")
     embedder = FaceEmbedder.from_files(*reference_f32)
     gallery_path = tmp_path / "gallery.db"
     gallery = Gallery.open(gallery_path)
@@ -73,13 +77,14 @@ def test_people_enrolled_during_a_run_are_recognised(
         notifier=SystemdNotifier({}),
         stop=threading.Event(),
         options=LoopOptions(gallery_refresh_interval=0.0),
-        log=lambda message: None,
     )
     stats = loop.run()
     gallery.close()
     events = [json.loads(line) for line in printed.getvalue().splitlines()]
     assert stats.frames == 275
     assert len(matcher.people) == 2
+    changes = [m for m in caplog.messages if m.startswith("gallery changed")]
+    assert changes and changes[-1] == "gallery changed: 2 people enrolled", caplog.messages
     named = [e["person"] for e in events if e["event"] == "visitor" and e["known"]]
     assert named == ["Lin-Manuel Miranda"]
     # last_seen is recorded for the person recognised.

@@ -241,7 +241,6 @@ def test_an_unverifiable_broker_is_accepted_only_when_the_config_says_so(
 ) -> None:
     outcomes = {}
     for insecure in (False, True):
-        log: list[str] = []
         settings = MqttConfig(
             host=secure_broker.host,
             port=secure_broker.port,
@@ -253,7 +252,7 @@ def test_an_unverifiable_broker_is_accepted_only_when_the_config_says_so(
             tls_insecure=insecure,
             reconnect_max_delay=1,
         )
-        link = MqttLink(settings, log=log.append)
+        link = MqttLink(settings)
         link.start()
         try:
             outcomes[insecure] = wait_until(lambda: link.connected, timeout=4)  # noqa: B023

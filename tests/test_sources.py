@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -35,6 +36,10 @@ def read_all(source: object) -> list[Frame]:
     return frames
 
 
+def source_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "device.vision.sources"]
+
+
 def test_video_file_gives_every_frame_as_rgb_then_ends() -> None:
     source = open_source(str(require_shared(CLIP)))
     assert not source.live
@@ -64,7 +69,10 @@ def test_gif_is_read_as_video() -> None:
     assert frames[0].rgb.shape == (270, 480, 3)
 
 
-def test_folder_gives_each_image_once_in_name_order_and_skips_bad_ones(tmp_path: Path) -> None:
+def test_folder_gives_each_image_once_in_name_order_and_skips_bad_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="device.vision.sources")
     clip = cv2.VideoCapture(str(require_shared(CLIP)))
     for n in range(3):
         ok, bgr = clip.read()
@@ -72,12 +80,12 @@ def test_folder_gives_each_image_once_in_name_order_and_skips_bad_ones(tmp_path:
         cv2.imwrite(str(tmp_path / f"frame{n}.png"), bgr)
     clip.release()
     (tmp_path / "frame1b.jpg").write_bytes(b"not an image")
-    reports: list[str] = []
-    source = FolderSource(tmp_path, SourceOptions(), reports.append)
+    source = FolderSource(tmp_path, SourceOptions())
     source.open()
     frames = read_all(source)
     assert len(frames) == 3
-    assert len(reports) == 1 and "frame1b.jpg" in reports[0]
+    (report,) = source_records(caplog)
+    assert report.levelno == logging.WARNING and "frame1b.jpg" in report.getMessage()
 
 
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
@@ -133,17 +141,20 @@ class FlakyCamera:
         self.inner.close()
 
 
-def test_a_failing_camera_is_reported_and_reopened_with_backoff() -> None:
+def test_a_failing_camera_is_reported_and_reopened_with_backoff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="device.vision.sources")
     camera = FlakyCamera(require_shared(CLIP))
-    reports: list[str] = []
     options = SourceOptions(backoff_initial=0.1, backoff_max=0.4, read_failures_before_reopen=3)
-    source = ReopeningSource(camera, options, threading.Event(), reports.append)
+    source = ReopeningSource(camera, options, threading.Event())
     source.open()
     frames = [source.read() for _ in range(10)]
     source.close()
     assert all(frame is not None for frame in frames)
     # Reads 5-14 fail, three at a time: three reopens, the first needing a second try.
     assert camera.opens == 5
+    reports = [r.getMessage() for r in source_records(caplog)]
     assert [r.split(";")[0] for r in reports] == [
         "flaky camera delivered no frame",
         "flaky camera is gone",
@@ -156,6 +167,13 @@ def test_a_failing_camera_is_reported_and_reopened_with_backoff() -> None:
     # Until a frame comes through, the wait doubles after each failure, up to backoff_max.
     waits = [r.split(" in ")[-1] for r in reports if " in " in r]
     assert waits == ["0.1 s", "0.2 s", "0.4 s", "0.4 s"]
+    # Failures are warnings; the camera coming back is news.
+    levels = {r.getMessage().split(";")[0]: r.levelno for r in source_records(caplog)}
+    assert levels == {
+        "flaky camera delivered no frame": logging.WARNING,
+        "flaky camera is gone": logging.WARNING,
+        "flaky camera reopened": logging.INFO,
+    }
 
 
 def test_stop_interrupts_the_backoff() -> None:
@@ -173,7 +191,6 @@ def test_stop_interrupts_the_backoff() -> None:
         GoneCamera(require_shared(CLIP)),
         SourceOptions(backoff_initial=5.0, read_failures_before_reopen=1),
         stop,
-        lambda message: None,
     )
     source.open()
     threading.Timer(0.3, stop.set).start()

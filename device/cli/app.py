@@ -1,4 +1,4 @@
-"""What every ``peephole`` command shares: the app context, error handling, stderr notes.
+"""What every ``peephole`` command shares: the app context and error handling.
 
 Every expected failure is a :class:`PeepholeError` and leaves as one line on
 stderr with exit status 1; usage errors exit 2 (click's convention).
@@ -6,6 +6,7 @@ stderr with exit status 1; usage errors exit 2 (click's convention).
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from device.identity.matching import Matcher, resolve_threshold
 from device.vision.embedder import FaceEmbedder
 from device.vision.manifest import embedding_key, file_sha256, load_manifest_for
 from device.vision.pipeline import FacePipeline, default_model_path
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +65,9 @@ class AppContext:
                 )
             self._embedder = FaceEmbedder.from_files(
                 self.model_path, self.manifest_path, num_threads=self.config.model.num_threads
+            )
+            logger.debug(
+                f"model {self.model_path} (embedding key {self._embedder.embedding_key[:12]})"
             )
         return self._embedder
 
@@ -106,12 +112,12 @@ class PeepholeGroup(click.Group):
         except OSError as error:
             fail(f"{error.filename or 'I/O'}: {error.strerror or error}")
         except KeyboardInterrupt:
-            click.echo("peephole: interrupted", err=True)
+            logger.info("interrupted")
             sys.exit(130)
 
 
 def fail(message: str) -> None:
-    click.echo(f"peephole: error: {message}", err=True)
+    logger.error(message)
     sys.exit(1)
 
 
@@ -122,7 +128,3 @@ R = TypeVar("R")
 def pass_app(function: Callable[Concatenate[AppContext, P], R]) -> Callable[P, R]:
     """Pass the AppContext as the first argument (a typed click.make_pass_decorator)."""
     return click.make_pass_decorator(AppContext)(function)
-
-
-def echo_err(message: str) -> None:
-    click.echo(message, err=True)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import click
 import numpy as np
 
-from device.cli.app import AppContext, echo_err, pass_app
+from device.cli.app import AppContext, pass_app
 from device.errors import GalleryError, PeepholeError
 from device.identity.calibration import ProbeScores, calibrate_door, leave_one_out_scores
 from device.identity.matching import Match, Matcher, resolve_threshold
 from device.vision.imageio import expand_image_paths, read_image
+
+logger = logging.getLogger(__name__)
 
 
 @click.command()
@@ -52,7 +55,7 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
         try:
             image = read_image(path)
         except PeepholeError as error:
-            echo_err(f"peephole: warning: skipped {error}")
+            logger.warning(f"skipped {error}")
             continue
         for face in pipeline.analyse(image):
             if face.embedding is not None:
@@ -74,7 +77,7 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
         fallback_threshold=resolve_threshold(current, app.config.model.threshold),
     )
     if not result.found:
-        echo_err("no stranger came near anyone enrolled: keeping the current threshold")
+        logger.info("no stranger came near anyone enrolled: keeping the current threshold")
     if as_json:
         click.echo(
             json.dumps(
@@ -97,8 +100,8 @@ def calibrate(app: AppContext, strangers: Path, target_far: float, as_json: bool
         f"(leave-one-out): {result.enrolled_named_correctly:.1%} of {result.enrolled_samples}"
     )
     if not result.resolvable:
-        echo_err(
-            f"peephole: warning: {len(matches)} stranger faces cannot resolve a {target_far:.1%} "
+        logger.warning(
+            f"{len(matches)} stranger faces cannot resolve a {target_far:.1%} "
             f"target; use at least {math.ceil(1 / target_far)} for a trustworthy threshold"
         )
     click.echo(f"to use it, put in the config:\n[model]\nthreshold = {result.threshold:.3f}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from device.cli.app import AppContext, echo_err, pass_app
+from device.cli.app import AppContext, pass_app
 from device.errors import GalleryError
 from device.identity.enroll import (
     Enrollment,
@@ -24,6 +25,8 @@ from device.identity.enroll import (
 )
 from device.identity.gallery import Gallery, normalise_name
 from device.vision.sources import SourceOptions
+
+logger = logging.getLogger(__name__)
 
 
 @click.command()
@@ -83,7 +86,9 @@ def enroll(
     elif video is not None:
         report_stream(enroll_frames(enrollment, video_frames(video)), options.samples)
     else:
-        echo_err(f"look at the camera ({app.config.camera.source}); collecting {options.samples}")
+        logger.info(
+            f"look at the camera ({app.config.camera.source}); collecting {options.samples}"
+        )
         camera = app.config.camera
         capture = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps)
         frames = source_frames(camera.source, capture, timeout)
@@ -93,7 +98,7 @@ def enroll(
         stored = gallery.add_person_samples(display, taken, embedder.embedding_key, append=append)
     click.echo(f"enrolled {stored}: {len(taken)} sample(s) (model {embedder.embedding_key[:12]})")
     if from_images and len(taken) < 3 and existing is None:
-        echo_err("note: 5-10 varied photos recognise better than one or two")
+        logger.info("note: 5-10 varied photos recognise better than one or two")
 
 
 def check_enrollable(app: AppContext, name: str, append: bool) -> bool | None:
@@ -132,9 +137,9 @@ def report_images(outcomes: Iterator[FrameOutcome]) -> None:
     for outcome in outcomes:
         if outcome.accepted:
             taken += 1
-            echo_err(f"{outcome.source}: sample {taken}")
+            logger.info(f"{outcome.source}: sample {taken}")
         else:
-            echo_err(f"{outcome.source}: skipped: {outcome.reason}")
+            logger.warning(f"{outcome.source}: skipped: {outcome.reason}")
 
 
 def report_stream(outcomes: Iterator[FrameOutcome], wanted: int, live: bool = False) -> None:
@@ -144,8 +149,8 @@ def report_stream(outcomes: Iterator[FrameOutcome], wanted: int, live: bool = Fa
     for outcome in outcomes:
         if outcome.accepted:
             taken += 1
-            echo_err(f"sample {taken}/{wanted} ({outcome.source})")
+            logger.info(f"sample {taken}/{wanted} ({outcome.source})")
         elif live and time.monotonic() - last_note >= 1.0:
             last_note = time.monotonic()
             hint = " (turn your head a little)" if outcome.reason == "near-duplicate" else ""
-            echo_err(f"waiting: {outcome.reason}{hint}")
+            logger.info(f"waiting: {outcome.reason}{hint}")

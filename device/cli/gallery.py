@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 
-from device.cli.app import AppContext, echo_err, pass_app
+from device.cli.app import AppContext, pass_app
 from device.errors import GalleryError
 from device.identity.enroll import (
     decode_crop,
 )
 from device.identity.export_format import parse_export, write_export
 from device.identity.gallery import Gallery, Sample
+
+logger = logging.getLogger(__name__)
 
 
 @click.group("gallery")
@@ -63,4 +66,4 @@ def gallery_reembed(app: AppContext) -> None:
         stranded = [s.name for s in gallery.summaries(embedder.embedding_key) if s.samples == 0]
     click.echo(f"re-embedded {len(rows)} crop(s) with model {embedder.embedding_key[:12]}")
     if stranded:
-        echo_err(f"no stored crops, re-enroll: {', '.join(stranded)}")
+        logger.warning(f"no stored crops, re-enroll: {', '.join(stranded)}")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from device.cli.app import AppContext, echo_err, pass_app
+from device.cli.app import AppContext, pass_app
 from device.errors import PeepholeError
 from device.identity.matching import Match
 from device.vision.imageio import expand_image_paths, read_image
+
+logger = logging.getLogger(__name__)
 
 
 @click.command()
@@ -28,13 +31,13 @@ def identify(
     with app.open_gallery() as gallery:
         matcher = app.matcher(gallery, threshold)
         if not matcher.people:
-            echo_err("peephole: warning: nobody is enrolled for this model")
+            logger.warning("nobody is enrolled for this model")
         pipeline = app.pipeline()
         for path in expand_image_paths(list(images)):
             try:
                 image = read_image(path)
             except PeepholeError as error:
-                echo_err(f"peephole: error: {error}")
+                logger.error(str(error))
                 failures += 1
                 continue
             faces = pipeline.analyse(image)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from device.cli.app import AppContext, pass_app
 from device.errors import PeepholeError
 from device.vision.imageio import expand_image_paths, read_image
 from device.vision.pipeline import FaceAnalysis
+
+logger = logging.getLogger(__name__)
 
 
 def face_record(image: str, face: FaceAnalysis) -> dict[str, Any]:
@@ -52,7 +55,7 @@ def inspect(
         try:
             image = read_image(path)
         except PeepholeError as error:
-            click.echo(f"peephole: error: {error}", err=True)
+            logger.error(str(error))
             failures += 1
             continue
         faces = pipeline.analyse(image, embed=False)

@@ -16,6 +16,7 @@ from device.cli.enroll import enroll
 from device.cli.gallery import gallery_group
 from device.cli.identify import identify
 from device.cli.inspect import inspect
+from device.cli.logs import NORMAL, QUIET, VERBOSE, configure_logging
 from device.cli.people import people
 from device.cli.run import run
 from device.config import load_config
@@ -35,6 +36,8 @@ from device.errors import PeepholeError
 @click.option(
     "--manifest", "manifest_path", type=click.Path(path_type=Path), help="The model's manifest."
 )
+@click.option("-v", "--verbose", is_flag=True, help="Also log debug detail (stderr).")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors (stderr).")
 @click.pass_context
 def main(
     ctx: click.Context,
@@ -42,8 +45,13 @@ def main(
     db_path: Path | None,
     model_path: Path | None,
     manifest_path: Path | None,
+    verbose: bool,
+    quiet: bool,
 ) -> None:
     """peephole: face recognition for a door camera."""
+    if verbose and quiet:
+        raise click.UsageError("choose one of --verbose and --quiet")
+    configure_logging(VERBOSE if verbose else QUIET if quiet else NORMAL)
     try:
         config = load_config(config_path)
     except PeepholeError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import signal
 import threading
 from pathlib import Path
@@ -22,6 +23,8 @@ from device.service.sdnotify import SystemdNotifier
 from device.service.topics import Topics
 from device.service.tracker import Cooldown, VisitorTracker
 from device.vision.sources import SourceOptions, open_source
+
+logger = logging.getLogger(__name__)
 
 # SIGTERM must end the process within 5 s: up to 3 s of that go to flushing events.
 SHUTDOWN_FLUSH_SECONDS = 3.0
@@ -61,19 +64,15 @@ def install_stop_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def log(message: str) -> None:
-    click.echo(f"peephole: {message}", err=True)
-
-
 def warn_stale_people(gallery: Gallery, embedding_key: str) -> None:
     """Say who cannot be recognised because their samples were made by another model."""
     stale = [s for s in gallery.summaries(embedding_key) if s.samples == 0]
     redo = [s.name for s in stale if s.crops_to_embed]
     lost = [s.name for s in stale if not s.crops_to_embed]
     if redo:
-        log(f"not recognised until 'peephole gallery reembed': {', '.join(redo)}")
+        logger.warning(f"not recognised until 'peephole gallery reembed': {', '.join(redo)}")
     if lost:
-        log(f"not recognised until enrolled again (no stored crops): {', '.join(lost)}")
+        logger.warning(f"not recognised until enrolled again (no stored crops): {', '.join(lost)}")
 
 
 @click.command()
@@ -137,7 +136,7 @@ def run(
         cleanup.callback(notifier.close)
         backlog = publisher.start()
         warn_stale_people(gallery, embedder.embedding_key)
-        log(
+        logger.info(
             f"watching {frames.description}; {len(matcher.people)} people enrolled"
             + ("" if matcher.people else " (everyone is unknown: see 'peephole enroll --help')")
             + "; events to "
@@ -156,10 +155,9 @@ def run(
             notifier=notifier,
             stop=stop,
             options=LoopOptions(stop_after_frames=stop_after_frames, snapshots=settings.snapshots),
-            log=log,
         )
         try:
             stats = loop.run()
         finally:
             waiting = publisher.close(SHUTDOWN_FLUSH_SECONDS)
-        log(stats.summary() + (f"; {waiting} events wait in the outbox" if waiting else ""))
+        logger.info(stats.summary() + (f"; {waiting} events wait in the outbox" if waiting else ""))

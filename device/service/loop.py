@@ -10,11 +10,10 @@ current frame.
 
 from __future__ import annotations
 
+import logging
 import statistics
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -32,6 +31,8 @@ from device.service.tracker import Cooldown, Track, TrackerOptions, TrackerStep,
 from device.vision.liveness import LivenessOptions
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, FrameSource
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,6 @@ class CameraLoop:
         notifier: SystemdNotifier,
         stop: threading.Event,
         options: LoopOptions,
-        log: Callable[[str], None] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.matcher = matcher
@@ -115,7 +115,6 @@ class CameraLoop:
         self.notifier = notifier
         self.stop = stop
         self.options = options
-        self.log = log or _log_to_stderr
         self.stats = RunStats()
         self._announced: set[int] = set()
         self._snapshots: dict[int, bytes] = {}
@@ -214,14 +213,14 @@ class CameraLoop:
     def _refresh_gallery(self) -> None:
         try:
             if self.matcher.refresh():
-                self.log(f"gallery changed: {len(self.matcher.people)} people enrolled")
+                logger.info(f"gallery changed: {len(self.matcher.people)} people enrolled")
         except PeepholeError as error:
             self._warn_gallery(f"cannot reload the gallery: {error}")
 
     def _warn_gallery(self, message: str) -> None:
         if message != self._gallery_warning:
             self._gallery_warning = message
-            self.log(message)
+            logger.warning(message)
 
 
 def encode_snapshot(rgb: np.ndarray, track: Track, quality: int) -> bytes:
@@ -234,7 +233,3 @@ def encode_snapshot(rgb: np.ndarray, track: Track, quality: int) -> bytes:
     crop = cv2.cvtColor(rgb[top:bottom, left:right], cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return bytes(data) if ok else b""
-
-
-def _log_to_stderr(message: str) -> None:
-    print(f"peephole: {message}", file=sys.stderr, flush=True)

@@ -16,9 +16,9 @@ queue and go out, in order, after the next connect.
 
 from __future__ import annotations
 
+import logging
 import queue
 import ssl
-import sys
 import time
 from typing import Any
 
@@ -29,6 +29,10 @@ from device.config import MqttConfig
 from device.errors import ConfigError
 from device.service.discovery import discovery_messages
 from device.service.topics import OFFLINE, ONLINE, Topics
+
+logger = logging.getLogger(__name__)
+# paho's own log (every packet) shows only with --verbose.
+_paho_logger = logging.getLogger("paho.mqtt.client")
 
 
 def parse_broker(value: str) -> tuple[str, int | None]:
@@ -53,10 +57,9 @@ def parse_broker(value: str) -> tuple[str, int | None]:
 class MqttLink:
     """A background connection to the broker with availability, discovery and acked events."""
 
-    def __init__(self, settings: MqttConfig, log: Any = None) -> None:
+    def __init__(self, settings: MqttConfig) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix, settings.device_id)
-        self._log = log or _log_to_stderr
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
         self._connected = False
         self._last_problem = ""
@@ -66,6 +69,8 @@ class MqttLink:
             client_id=f"peephole-{settings.device_id}",
             clean_session=True,
         )
+        if _paho_logger.isEnabledFor(logging.DEBUG):
+            client.enable_logger(_paho_logger)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         if settings.username:
             client.username_pw_set(settings.username, settings.password or None)
@@ -147,7 +152,7 @@ class MqttLink:
             return
         self._connected = True
         self._last_problem = ""
-        self._log(f"connected to MQTT broker {self._where()}")
+        logger.info(f"connected to MQTT broker {self._where()}")
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self.settings.discovery:
             client.subscribe(self._ha_status, qos=1)
@@ -190,8 +195,4 @@ class MqttLink:
         # Report each distinct problem once, not on every retry.
         if message != self._last_problem:
             self._last_problem = message
-            self._log(message)
-
-
-def _log_to_stderr(message: str) -> None:
-    print(f"peephole: {message}", file=sys.stderr, flush=True)
+            logger.warning(message)

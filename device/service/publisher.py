@@ -9,6 +9,7 @@ the JSON lines on stdout are what the user sees.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from typing import TextIO
@@ -17,6 +18,8 @@ from device.service.events import VisitorEvent
 from device.service.mqtt import MqttLink
 from device.service.outbox import Outbox, OutboxEntry, OutboxError
 from device.service.topics import Topics
+
+logger = logging.getLogger(__name__)
 
 
 class EventPublisher:
@@ -50,7 +53,7 @@ class EventPublisher:
             self.outbox.add(event.event_id, topic, payload)
         except OutboxError as error:
             # Still announce it; it just cannot be kept for a later redelivery.
-            print(f"peephole: error: {error}", file=sys.stderr, flush=True)
+            logger.error(str(error))
         print(payload, file=self.out, flush=True)
         if self.link is not None:
             self._send(OutboxEntry(0, event.event_id, topic, payload, time.time()))
@@ -70,7 +73,7 @@ class EventPublisher:
                 try:
                     self.outbox.remove(event_id)
                 except OutboxError as error:
-                    print(f"peephole: error: {error}", file=sys.stderr, flush=True)
+                    logger.error(str(error))
 
     @property
     def unacknowledged(self) -> int:

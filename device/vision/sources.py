@@ -16,10 +16,9 @@ exponential backoff and each failure is reported; files end cleanly.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +28,8 @@ import numpy as np
 
 from device.errors import ImageError, SourceError
 from device.vision.imageio import expand_image_paths, read_image
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,6 @@ class FrameSource(Protocol):
     def read(self) -> Frame | None: ...
 
     def close(self) -> None: ...
-
-
-Reporter = Callable[[str], None]
-
-
-def _report_to_stderr(message: str) -> None:
-    print(f"peephole: {message}", file=sys.stderr, flush=True)
 
 
 class VideoCaptureSource:
@@ -138,11 +132,10 @@ class FolderSource:
 
     live = False
 
-    def __init__(self, folder: Path, options: SourceOptions, report: Reporter) -> None:
+    def __init__(self, folder: Path, options: SourceOptions) -> None:
         self.folder = folder
         self.options = options
         self.description = str(folder)
-        self._report = report
         self._paths: list[Path] = []
         self._position = 0
         self._index = 0
@@ -165,7 +158,7 @@ class FolderSource:
             try:
                 rgb = read_image(path)
             except ImageError as error:
-                self._report(f"skipping {error}")
+                logger.warning(f"skipping {error}")
                 continue
             if self.options.realtime:
                 _sleep_until(self._started + self._index / self.options.fps)
@@ -243,7 +236,7 @@ class PiCameraSource:
                 self._camera.stop()
                 self._camera.close()
             except Exception as error:
-                _report_to_stderr(f"picamera2 close failed: {error}")
+                logger.warning(f"picamera2 close failed: {error}")
             self._camera = None
 
 
@@ -259,12 +252,10 @@ class ReopeningSource:
         inner: FrameSource,
         options: SourceOptions,
         stop: threading.Event,
-        report: Reporter = _report_to_stderr,
     ) -> None:
         self.inner = inner
         self.options = options
         self.stop = stop
-        self.report = report
         self.description = inner.description
         self.live = inner.live
         self.failures = 0
@@ -282,10 +273,10 @@ class ReopeningSource:
                 try:
                     self.inner.open()
                     self._open = True
-                    self.report(f"{self.description} reopened")
+                    logger.info(f"{self.description} reopened")
                 except SourceError as error:
                     self.failures += 1
-                    self.report(f"{error}; retrying in {delay:.1f} s")
+                    logger.warning(f"{error}; retrying in {delay:.1f} s")
                     self.stop.wait(delay)
                     delay = min(delay * 2, self.options.backoff_max)
                     continue
@@ -296,7 +287,7 @@ class ReopeningSource:
                 if consecutive < self.options.read_failures_before_reopen:
                     continue
                 self.failures += 1
-                self.report(f"{error}; reopening in {delay:.1f} s")
+                logger.warning(f"{error}; reopening in {delay:.1f} s")
                 self._close_inner()
                 self.stop.wait(delay)
                 delay = min(delay * 2, self.options.backoff_max)
@@ -319,20 +310,17 @@ def open_source(
     spec: str,
     options: SourceOptions | None = None,
     stop: threading.Event | None = None,
-    report: Reporter = _report_to_stderr,
 ) -> FrameSource:
     """The source a spec names, opened; a SourceError says why it could not be."""
     options = options or SourceOptions()
-    source = make_source(spec, options, report)
+    source = make_source(spec, options)
     if source.live:
-        source = ReopeningSource(source, options, stop or threading.Event(), report)
+        source = ReopeningSource(source, options, stop or threading.Event())
     source.open()
     return source
 
 
-def make_source(
-    spec: str, options: SourceOptions, report: Reporter = _report_to_stderr
-) -> FrameSource:
+def make_source(spec: str, options: SourceOptions) -> FrameSource:
     """The unopened source a spec names (see the module docstring)."""
     spec = spec.strip()
     if not spec:
@@ -345,7 +333,7 @@ def make_source(
         return VideoCaptureSource(spec, options, live=True)
     path = Path(spec).expanduser()
     if path.is_dir():
-        return FolderSource(path, options, report)
+        return FolderSource(path, options)
     if path.is_file():
         return VideoCaptureSource(str(path), options, live=False)
     raise SourceError(f"no such file, folder or camera: {spec}")
