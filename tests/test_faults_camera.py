@@ -114,7 +114,7 @@ def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
         flowing = drain(receiver)
         camera.plugged.clear()
         # Once the source reports the failure, the loop waits in read(): no more pings or frames.
-        assert wait_until(lambda: source.failures >= 1, timeout=30), reports
+        assert wait_until(lambda: source.failures >= 1, timeout=30)
         frames_at_unplug = loop.stats.frames
         drain(receiver)
         time.sleep(2.0)  # the window under test: about 30 watchdog periods without a camera

@@ -219,8 +219,6 @@ class DiscoveryCounter:
 @pytest.fixture
 def listening_device(broker: Broker) -> Iterator[tuple[MqttLink, Broker]]:
     link = MqttLink(MqttConfig(host=broker.host, port=broker.port, device_id="door"))
-    log: list[str] = []
-    link._log = log.append
     link.start()
     assert wait_until(lambda: link.connected, timeout=10)
     yield link, broker
