@@ -40,7 +40,14 @@ from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import IMAGE_SUFFIXES, read_image
 from device.vision.pipeline import FacePipeline, default_model_path
 from device.vision.quality import laplacian_variance
-from trainer.prepared import REPORT_CSV, REPORT_JSON, UNLABELED, Sample, write_crop, write_report
+from trainer.prepared import (
+    REPORT_CSV,
+    REPORT_JSON,
+    UNLABELED,
+    SourceImage,
+    write_crop,
+    write_report,
+)
 
 
 @dataclass(frozen=True)
@@ -64,12 +71,12 @@ class PrepareReport:
     options: PrepareOptions
     labelled: bool
     embedder: str
-    samples: list[Sample] = field(default_factory=list)
+    samples: list[SourceImage] = field(default_factory=list)
     duplicates: list[tuple[str, str, float]] = field(default_factory=list)
     merged: dict[str, str] = field(default_factory=dict)
 
     @property
-    def kept(self) -> list[Sample]:
+    def kept(self) -> list[SourceImage]:
         return [s for s in self.samples if s.kept]
 
     def dropped_by_reason(self) -> dict[str, int]:
@@ -141,7 +148,7 @@ def prepare(
     )
     crops: dict[int, np.ndarray] = {}
     for identity, path in tqdm(items, desc="align", unit="img", disable=not options.progress):
-        sample = Sample(str(path), identity)
+        sample = SourceImage(str(path), identity)
         report.samples.append(sample)
         crop = _align_one(path, sample, pipeline, options)
         if crop is not None:
@@ -159,7 +166,7 @@ def prepare(
 
 
 def _align_one(
-    path: Path, sample: Sample, pipeline: FacePipeline, options: PrepareOptions
+    path: Path, sample: SourceImage, pipeline: FacePipeline, options: PrepareOptions
 ) -> np.ndarray | None:
     try:
         image = read_image(path)

@@ -41,7 +41,7 @@ TEACHER_CACHE_PREFIX = "teacher_dlib"
 
 
 @dataclass
-class Sample:
+class SourceImage:
     """One source image's row of the report: where its crop went, or why it was dropped."""
 
     source: str
@@ -61,7 +61,7 @@ class Sample:
 # -- the report ---------------------------------------------------------------
 
 
-def write_report(folder: Path, summary: dict[str, object], samples: Sequence[Sample]) -> None:
+def write_report(folder: Path, summary: dict[str, object], samples: Sequence[SourceImage]) -> None:
     """The JSON summary and the CSV with one row per source image."""
     (folder / REPORT_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     with open(folder / REPORT_CSV, "w", newline="", encoding="utf-8") as stream:
@@ -79,7 +79,7 @@ def _round(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.4f}"
 
 
-def read_kept(folder: Path) -> list[Sample]:
+def read_kept(folder: Path) -> list[SourceImage]:
     """The kept faces of a prepared folder (source, identity, crop, box), in report order."""
     report = folder / REPORT_CSV
     if not report.is_file():
@@ -94,7 +94,9 @@ def read_kept(folder: Path) -> list[Sample]:
                     float(row[k]) if row[k] else math.nan for k in ("x0", "y0", "x1", "y1")
                 )
                 kept.append(
-                    Sample(row["source"], row["identity"], crop=row["crop"], box=(x0, y0, x1, y1))
+                    SourceImage(
+                        row["source"], row["identity"], crop=row["crop"], box=(x0, y0, x1, y1)
+                    )
                 )
     return kept
 
@@ -102,7 +104,7 @@ def read_kept(folder: Path) -> list[Sample]:
 # -- the crops ----------------------------------------------------------------
 
 
-def write_crop(folder: Path, sample: Sample, crop: np.ndarray) -> str:
+def write_crop(folder: Path, sample: SourceImage, crop: np.ndarray) -> str:
     """Save an RGB crop as ``<identity>/<source stem>.png``; its path relative to ``folder``."""
     name = f"{Path(sample.source).stem}.png"
     relative = Path(sample.identity) / name if sample.identity else Path(name)
@@ -113,7 +115,7 @@ def write_crop(folder: Path, sample: Sample, crop: np.ndarray) -> str:
     return str(relative)
 
 
-def read_crop(folder: Path, sample: Sample) -> np.ndarray | None:
+def read_crop(folder: Path, sample: SourceImage) -> np.ndarray | None:
     """A kept face's aligned crop (RGB uint8), or None when it is missing or not 112x112."""
     bgr = cv2.imread(str(folder / sample.crop), cv2.IMREAD_COLOR)
     if bgr is None or bgr.shape != (INPUT_SIZE, INPUT_SIZE, 3):
