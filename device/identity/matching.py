@@ -63,10 +63,6 @@ class GalleryIndex:
             changes = np.flatnonzero(np.diff(rows.person_index)) + 1
             self.starts = np.concatenate(([0], changes)) if len(vectors) else changes
 
-    @property
-    def size(self) -> int:
-        return len(self.vectors)
-
     def person_similarities(self, probe: np.ndarray) -> np.ndarray:
         """Cosine of the probe to each person, in ``names`` order."""
         sims: np.ndarray = self.vectors @ np.asarray(probe, dtype=np.float32)

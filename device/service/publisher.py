@@ -72,10 +72,6 @@ class EventPublisher:
                 except OutboxError as error:
                     print(f"peephole: error: {error}", file=sys.stderr, flush=True)
 
-    @property
-    def unacknowledged(self) -> int:
-        return len(self._inflight)
-
     def flush(self, timeout: float) -> None:
         """Wait (up to ``timeout``) for the broker to acknowledge what is in flight."""
         deadline = time.monotonic() + timeout
