@@ -101,29 +101,29 @@ class Matcher:
     def __init__(
         self,
         gallery: Gallery,
-        model_sha256: str,
+        embedding_key: str,
         threshold: float,
         margin: float,
         strategy: Strategy = Strategy.MEAN,
     ) -> None:
         self.gallery = gallery
-        self.model_sha256 = model_sha256
+        self.embedding_key = embedding_key
         self.threshold = threshold
         self.margin = margin
         self.strategy = strategy
         self._generation = gallery.generation()
-        self.index = GalleryIndex(gallery.embeddings(model_sha256), strategy)
+        self.index = GalleryIndex(gallery.embeddings(embedding_key), strategy)
 
     @classmethod
     def from_gallery(
         cls,
         gallery: Gallery,
-        model_sha256: str,
+        embedding_key: str,
         threshold: float,
         margin: float,
         strategy: Strategy = Strategy.MEAN,
     ) -> Matcher:
-        return cls(gallery, model_sha256, threshold, margin, strategy)
+        return cls(gallery, embedding_key, threshold, margin, strategy)
 
     @property
     def people(self) -> list[str]:
@@ -137,7 +137,7 @@ class Matcher:
         generation = self.gallery.generation()
         if generation == self._generation:
             return False
-        self.index = GalleryIndex(self.gallery.embeddings(self.model_sha256), self.strategy)
+        self.index = GalleryIndex(self.gallery.embeddings(self.embedding_key), self.strategy)
         self._generation = generation
         return True
 
