@@ -282,7 +282,7 @@ def test_mirror_averaged_manifest_keeps_its_own_gallery_rows(
     assert (record["status"], record["samples"], record["other_model_samples"]) == ("ok", 3, 3)
     with sqlite3.connect(cli.db) as conn:
         rows = conn.execute(
-            "SELECT model_sha256, crop_id, vector FROM embeddings ORDER BY id"
+            "SELECT embedding_key, crop_id, vector FROM embeddings ORDER BY id"
         ).fetchall()
     by_key: dict[str, dict[int, np.ndarray]] = {}
     for key, crop_id, vector in rows:

@@ -34,7 +34,7 @@ def gallery_export(app: AppContext, file: Path, force: bool) -> None:
     with app.open_gallery() as gallery:
         records = gallery.export_records()
     write_export(records, file)
-    samples = sum(len(p["embeddings"]) for p in records)
+    samples = sum(len(p.embeddings) for p in records)
     click.echo(f"exported {len(records)} people, {samples} embeddings to {file}")
 
 

@@ -6,13 +6,15 @@ writes. Tables (schema version in ``PRAGMA user_version``):
 - ``people``: one row per person (display name, created, last seen).
 - ``crops``: each enrollment sample's aligned 112x112 face as PNG, kept so the
   gallery can be re-embedded after a model change (``[gallery] store_crops``).
-- ``embeddings``: float32 vectors, each tagged with the sha256 of the model that
-  produced it; rows of another model are never compared with the current one.
+- ``embeddings``: float32 vectors, each tagged with the embedding key of the
+  model that produced it (the model file's sha256, or a hash of it and the way
+  it is run); rows of another key are never compared with the current one.
 - ``state``: one row whose ``generation`` triggers bump on every change that
   matters to matching, so a reader can tell cheaply that it must reload.
 
 Every write runs in one ``BEGIN IMMEDIATE`` transaction: it happens entirely or
-not at all.
+not at all. So does a migration to a newer schema: an interrupted one leaves
+the file as it was, at its old version.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sqlite3
 import stat
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +34,9 @@ import numpy as np
 import sqlite_utils
 
 from device.errors import GalleryError, disk_full_hint
+from device.identity.export_format import ExportedCrop, ExportedEmbedding, ExportedPerson
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_NAME_LENGTH = 100
 BUSY_TIMEOUT_S = 10.0
 
@@ -91,8 +94,17 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
     )
 
 
-# MIGRATIONS[n] takes a gallery from schema version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_schema_v1]
+def _schema_v2(db: sqlite_utils.Database) -> None:
+    """``embeddings.model_sha256`` holds the embedding key (not always the file's sha256)."""
+    embeddings = db.table("embeddings")
+    embeddings.drop_index("idx_embeddings_model_sha256_person_id")
+    db.execute("ALTER TABLE embeddings RENAME COLUMN model_sha256 TO embedding_key")
+    embeddings.create_index(["embedding_key", "person_id"])
+
+
+# MIGRATIONS[n] takes a gallery from schema version n to n + 1. _prepare runs
+# them all in one transaction, together with the new user_version.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_schema_v1, _schema_v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -198,7 +210,9 @@ class Gallery:
             raise GalleryError(
                 f"gallery {path} is unusable: {error}{disk_full_hint(path)}"
             ) from None
-        except GalleryError:
+        except BaseException:
+            # A GalleryError, or anything else that stopped a migration half-way
+            # (rolled back by _write): the file stays as it was.
             connection.close()
             raise
         return gallery
@@ -277,40 +291,46 @@ class Gallery:
     def generation(self) -> int:
         """A counter that changes whenever embeddings or people are added, removed or renamed."""
         with self._reading():
-            row = self._conn.execute("SELECT generation FROM state WHERE id = 1").fetchone()
+            row = self.db.execute("SELECT generation FROM state WHERE id = 1").fetchone()
         return int(row[0])
 
+    def _person(self, name: str, column: str) -> Any:
+        """``column`` of the person called ``name`` (any case), or None if there is none."""
+        rows = self.db.table("people").rows_where("name_key = ?", [name_key(name)], select=column)
+        row = next(rows, None)
+        return None if row is None else row[column]
+
     def person_id(self, name: str) -> int | None:
-        row = self._conn.execute(
-            "SELECT id FROM people WHERE name_key = ?", (name_key(name),)
-        ).fetchone()
-        return None if row is None else int(row[0])
+        found = self._person(name, "id")
+        return None if found is None else int(found)
 
     def display_name(self, name: str) -> str:
-        row = self._conn.execute(
-            "SELECT name FROM people WHERE name_key = ?", (name_key(name),)
-        ).fetchone()
-        if row is None:
+        found = self._person(name, "name")
+        if found is None:
             raise GalleryError(f"no person named {name!r} in the gallery")
-        return str(row[0])
+        return str(found)
 
     def names(self) -> list[str]:
-        return [str(row[0]) for row in self._conn.execute("SELECT name FROM people ORDER BY name")]
+        people = self.db.table("people").rows_where(select="name", order_by="name")
+        return [str(row["name"]) for row in people]
 
-    def embeddings(self, model_sha256: str) -> EmbeddingRows:
+    def embeddings(self, embedding_key: str) -> EmbeddingRows:
         with self._reading():
-            rows = self._conn.execute(
-                "SELECT p.name, e.dim, e.vector FROM embeddings e "
-                "JOIN people p ON p.id = e.person_id "
-                "WHERE e.model_sha256 = ? ORDER BY p.name_key, e.id",
-                (model_sha256,),
-            ).fetchall()
+            rows = list(
+                self.db.query(
+                    "SELECT p.name, e.dim, e.vector FROM embeddings e "
+                    "JOIN people p ON p.id = e.person_id "
+                    "WHERE e.embedding_key = ? ORDER BY p.name_key, e.id",
+                    [embedding_key],
+                )
+            )
         names: list[str] = []
         index = np.zeros(len(rows), dtype=np.int64)
-        dim = int(rows[0][1]) if rows else 0
+        dim = int(rows[0]["dim"]) if rows else 0
         vectors = np.zeros((len(rows), dim), dtype=np.float32)
-        for i, (name, row_dim, blob) in enumerate(rows):
-            if int(row_dim) != dim or len(blob) != 4 * dim:
+        for i, row in enumerate(rows):
+            name, blob = row["name"], row["vector"]
+            if int(row["dim"]) != dim or len(blob) != 4 * dim:
                 raise GalleryError(f"gallery {self.path}: embedding of {name!r} has a wrong size")
             if not names or names[-1] != name:
                 names.append(name)
@@ -318,99 +338,99 @@ class Gallery:
             vectors[i] = np.frombuffer(blob, dtype="<f4")
         return EmbeddingRows(names=names, person_index=index, vectors=vectors)
 
-    def person_embeddings(self, name: str, model_sha256: str) -> np.ndarray:
-        rows = self._conn.execute(
-            "SELECT e.vector FROM embeddings e JOIN people p ON p.id = e.person_id "
-            "WHERE p.name_key = ? AND e.model_sha256 = ? ORDER BY e.id",
-            (name_key(name), model_sha256),
-        ).fetchall()
+    def person_embeddings(self, name: str, embedding_key: str) -> np.ndarray:
+        rows = list(
+            self.db.query(
+                "SELECT e.vector FROM embeddings e JOIN people p ON p.id = e.person_id "
+                "WHERE p.name_key = ? AND e.embedding_key = ? ORDER BY e.id",
+                [name_key(name), embedding_key],
+            )
+        )
         if not rows:
             return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([np.frombuffer(row[0], dtype="<f4") for row in rows])
+        return np.stack([np.frombuffer(row["vector"], dtype="<f4") for row in rows])
 
-    def summaries(self, model_sha256: str) -> list[PersonSummary]:
-        rows = self._conn.execute(
+    def summaries(self, embedding_key: str) -> list[PersonSummary]:
+        rows = self.db.query(
             """
             SELECT p.name, p.created, p.last_seen,
-              (SELECT COUNT(*) FROM embeddings e WHERE e.person_id = p.id AND e.model_sha256 = ?),
-              (SELECT COUNT(*) FROM embeddings e WHERE e.person_id = p.id AND e.model_sha256 != ?),
-              (SELECT COUNT(*) FROM crops c WHERE c.person_id = p.id),
+              (SELECT COUNT(*) FROM embeddings e
+                WHERE e.person_id = p.id AND e.embedding_key = :key) AS samples,
+              (SELECT COUNT(*) FROM embeddings e
+                WHERE e.person_id = p.id AND e.embedding_key != :key) AS other_model_samples,
+              (SELECT COUNT(*) FROM crops c WHERE c.person_id = p.id) AS crops,
               (SELECT COUNT(*) FROM crops c WHERE c.person_id = p.id AND NOT EXISTS (
-                 SELECT 1 FROM embeddings e WHERE e.crop_id = c.id AND e.model_sha256 = ?))
+                 SELECT 1 FROM embeddings e WHERE e.crop_id = c.id AND e.embedding_key = :key))
+                AS crops_to_embed
             FROM people p ORDER BY p.name_key
             """,
-            (model_sha256, model_sha256, model_sha256),
-        ).fetchall()
-        return [
-            PersonSummary(
-                name=row[0],
-                created=row[1],
-                last_seen=row[2],
-                samples=row[3],
-                other_model_samples=row[4],
-                crops=row[5],
-                crops_to_embed=row[6],
-            )
-            for row in rows
-        ]
+            {"key": embedding_key},
+        )
+        return [PersonSummary(**row) for row in rows]
 
-    def crops_missing(self, model_sha256: str) -> list[tuple[int, int, str, bytes, float, str]]:
+    def crops_missing(self, embedding_key: str) -> list[tuple[int, int, str, bytes, float, str]]:
         """(crop id, person id, name, png, quality, source) of crops not embedded by the model."""
         return [
-            (int(r[0]), int(r[1]), str(r[2]), bytes(r[3]), float(r[4] or 0.0), str(r[5] or ""))
-            for r in self._conn.execute(
+            (
+                int(r["id"]),
+                int(r["person_id"]),
+                str(r["name"]),
+                bytes(r["png"]),
+                float(r["quality"] or 0.0),
+                str(r["source"] or ""),
+            )
+            for r in self.db.query(
                 "SELECT c.id, c.person_id, p.name, c.png, c.quality, c.source FROM crops c "
                 "JOIN people p ON p.id = c.person_id WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
-                "WHERE e.crop_id = c.id AND e.model_sha256 = ?) ORDER BY c.id",
-                (model_sha256,),
+                "WHERE e.crop_id = c.id AND e.embedding_key = ?) ORDER BY c.id",
+                [embedding_key],
             )
         ]
 
-    def export_records(self) -> list[dict[str, Any]]:
-        """Every person with their crops and embeddings, as plain values (for export)."""
+    def export_records(self) -> list[ExportedPerson]:
+        """Every person with their crops and embeddings (for ``write_export``)."""
         people = []
-        for person_id, name, created, last_seen in self._conn.execute(
-            "SELECT id, name, created, last_seen FROM people ORDER BY name_key"
-        ).fetchall():
-            crops = self._conn.execute(
-                "SELECT id, png, quality, source, created FROM crops WHERE person_id = ? "
-                "ORDER BY id",
-                (person_id,),
-            ).fetchall()
-            crop_position = {row[0]: i for i, row in enumerate(crops)}
-            embeddings = self._conn.execute(
-                "SELECT crop_id, model_sha256, vector, quality, source, created FROM embeddings "
-                "WHERE person_id = ? ORDER BY id",
-                (person_id,),
-            ).fetchall()
+        for person in list(self.db.table("people").rows_where(order_by="name_key")):
+            crops = list(
+                self.db.table("crops").rows_where("person_id = ?", [person["id"]], order_by="id")
+            )
+            crop_position = {crop["id"]: i for i, crop in enumerate(crops)}
+            embeddings = self.db.table("embeddings").rows_where(
+                "person_id = ?", [person["id"]], order_by="id"
+            )
             people.append(
-                {
-                    "name": name,
-                    "created": created,
-                    "last_seen": last_seen,
-                    "crops": [
-                        {"png": r[1], "quality": r[2], "source": r[3], "created": r[4]}
-                        for r in crops
-                    ],
-                    "embeddings": [
-                        {
-                            "crop": crop_position.get(r[0]),
-                            "model_sha256": r[1],
-                            "vector": r[2],
-                            "quality": r[3],
-                            "source": r[4],
-                            "created": r[5],
-                        }
-                        for r in embeddings
-                    ],
-                }
+                ExportedPerson(
+                    name=person["name"],
+                    created=person["created"],
+                    last_seen=person["last_seen"],
+                    crops=tuple(
+                        ExportedCrop(
+                            png=crop["png"],
+                            quality=crop["quality"],
+                            source=crop["source"] or "",
+                            created=crop["created"],
+                        )
+                        for crop in crops
+                    ),
+                    embeddings=tuple(
+                        ExportedEmbedding(
+                            crop=crop_position.get(row["crop_id"]),
+                            embedding_key=row["embedding_key"],
+                            vector=row["vector"],
+                            quality=row["quality"],
+                            source=row["source"] or "",
+                            created=row["created"],
+                        )
+                        for row in embeddings
+                    ),
+                )
             )
         return people
 
     # Writing --------------------------------------------------------------
 
     def add_person_samples(
-        self, name: str, samples: list[Sample], model_sha256: str, *, append: bool
+        self, name: str, samples: list[Sample], embedding_key: str, *, append: bool
     ) -> str:
         """Store ``samples`` for ``name`` in one transaction; returns the stored name.
 
@@ -429,29 +449,24 @@ class Gallery:
                 )
             if existing is None:
                 person_id = self._insert(
-                    "people",
-                    {
-                        "name": display,
-                        "name_key": name_key(display),
-                        "created": now,
-                    },
+                    "people", {"name": display, "name_key": name_key(display), "created": now}
                 )
             else:
                 person_id = existing
                 display = self.display_name(display)
             for sample in samples:
-                self._insert_sample(person_id, sample, model_sha256, now)
+                self._insert_sample(person_id, sample, embedding_key, now)
         return display
 
     def _insert(self, table: str, record: dict[str, Any]) -> int:
-        cursor = self._conn.execute(
-            f"INSERT INTO {table} ({', '.join(record)}) VALUES ({', '.join('?' * len(record))})",
-            tuple(record.values()),
-        )
-        assert cursor.lastrowid is not None
-        return int(cursor.lastrowid)
+        """Insert one row (inside the open transaction); returns its id."""
+        pk = self.db.table(table).insert(record).last_pk
+        assert pk is not None
+        return int(pk)
 
-    def _insert_sample(self, person_id: int, sample: Sample, model_sha256: str, now: float) -> None:
+    def _insert_sample(
+        self, person_id: int, sample: Sample, embedding_key: str, now: float
+    ) -> None:
         crop_id = None
         if sample.crop_png is not None:
             crop_id = self._insert(
@@ -464,10 +479,10 @@ class Gallery:
                     "created": now,
                 },
             )
-        self.add_embedding(person_id, crop_id, sample, model_sha256, now)
+        self.add_embedding(person_id, crop_id, sample, embedding_key, now)
 
     def add_embedding(
-        self, person_id: int, crop_id: int | None, sample: Sample, model_sha256: str, now: float
+        self, person_id: int, crop_id: int | None, sample: Sample, embedding_key: str, now: float
     ) -> None:
         vector = np.asarray(sample.embedding, dtype="<f4").reshape(-1)
         self._insert(
@@ -475,7 +490,7 @@ class Gallery:
             {
                 "person_id": person_id,
                 "crop_id": crop_id,
-                "model_sha256": model_sha256,
+                "embedding_key": embedding_key,
                 "dim": int(vector.size),
                 "vector": vector.tobytes(),
                 "quality": sample.quality,
@@ -484,50 +499,53 @@ class Gallery:
             },
         )
 
-    def add_crop_embeddings(self, rows: list[tuple[int, int, Sample]], model_sha256: str) -> None:
+    def add_crop_embeddings(self, rows: list[tuple[int, int, Sample]], embedding_key: str) -> None:
         """Store re-computed embeddings: (crop id, person id, sample) each, in one transaction."""
         now = time.time()
         with self._write():
             for crop_id, person_id, sample in rows:
-                self.add_embedding(person_id, crop_id, sample, model_sha256, now)
+                self.add_embedding(person_id, crop_id, sample, embedding_key, now)
 
     def remove_person(self, name: str) -> str:
         """Delete the person and every embedding and crop of theirs."""
         with self._write():
             display = self.display_name(name)
             person_id = self.person_id(name)
-            self._conn.execute("DELETE FROM embeddings WHERE person_id = ?", (person_id,))
-            self._conn.execute("DELETE FROM crops WHERE person_id = ?", (person_id,))
-            self._conn.execute("DELETE FROM people WHERE id = ?", (person_id,))
+            self.db.table("embeddings").delete_where("person_id = ?", [person_id])
+            self.db.table("crops").delete_where("person_id = ?", [person_id])
+            self.db.table("people").delete_where("id = ?", [person_id])
         return display
 
     def rename_person(self, old: str, new: str) -> tuple[str, str]:
         target = normalise_name(new)
         with self._write():
             display = self.display_name(old)
+            person_id = self.person_id(old)
+            assert person_id is not None
             other = self.person_id(target)
-            if other is not None and other != self.person_id(old):
+            if other is not None and other != person_id:
                 raise GalleryError(f"{self.display_name(target)!r} is already enrolled")
-            self._conn.execute(
-                "UPDATE people SET name = ?, name_key = ? WHERE name_key = ?",
-                (target, name_key(target), name_key(old)),
+            self.db.table("people").update(
+                person_id, {"name": target, "name_key": name_key(target)}
             )
         return display, target
 
     def touch_last_seen(self, person: str, when: float) -> None:
         """Record that ``person`` was recognised at ``when`` (seconds since the epoch)."""
         with self._write():
-            self._conn.execute(
+            # One statement, so that it only ever moves forward and a person
+            # removed meanwhile is simply not found.
+            self.db.execute(
                 "UPDATE people SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE name_key = ?",
-                (when, name_key(person)),
+                [when, name_key(person)],
             )
 
-    def import_records(self, people: list[dict[str, Any]], *, append: bool) -> int:
+    def import_records(self, people: Sequence[ExportedPerson], *, append: bool) -> int:
         """Add exported people in one transaction; returns how many samples were added."""
         added = 0
         with self._write():
             for person in people:
-                display = normalise_name(person["name"])
+                display = normalise_name(person.name)
                 person_id = self.person_id(display)
                 if person_id is not None and not append:
                     raise GalleryError(
@@ -540,24 +558,35 @@ class Gallery:
                         {
                             "name": display,
                             "name_key": name_key(display),
-                            "created": person["created"],
-                            "last_seen": person["last_seen"],
+                            "created": person.created,
+                            "last_seen": person.last_seen,
                         },
                     )
                 crop_ids = [
-                    self._insert("crops", {"person_id": person_id, **crop})
-                    for crop in person["crops"]
+                    self._insert(
+                        "crops",
+                        {
+                            "person_id": person_id,
+                            "png": crop.png,
+                            "quality": crop.quality,
+                            "source": crop.source,
+                            "created": crop.created,
+                        },
+                    )
+                    for crop in person.crops
                 ]
-                for embedding in person["embeddings"]:
-                    crop = embedding["crop"]
-                    record = {key: value for key, value in embedding.items() if key != "crop"}
-                    record["dim"] = len(record["vector"]) // 4
+                for embedding in person.embeddings:
                     self._insert(
                         "embeddings",
                         {
                             "person_id": person_id,
-                            "crop_id": None if crop is None else crop_ids[crop],
-                            **record,
+                            "crop_id": None if embedding.crop is None else crop_ids[embedding.crop],
+                            "embedding_key": embedding.embedding_key,
+                            "vector": embedding.vector,
+                            "quality": embedding.quality,
+                            "source": embedding.source,
+                            "created": embedding.created,
+                            "dim": len(embedding.vector) // 4,
                         },
                     )
                     added += 1

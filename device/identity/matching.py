@@ -63,10 +63,6 @@ class GalleryIndex:
             changes = np.flatnonzero(np.diff(rows.person_index)) + 1
             self.starts = np.concatenate(([0], changes)) if len(vectors) else changes
 
-    @property
-    def size(self) -> int:
-        return len(self.vectors)
-
     def person_similarities(self, probe: np.ndarray) -> np.ndarray:
         """Cosine of the probe to each person, in ``names`` order."""
         sims: np.ndarray = self.vectors @ np.asarray(probe, dtype=np.float32)
@@ -105,29 +101,29 @@ class Matcher:
     def __init__(
         self,
         gallery: Gallery,
-        model_sha256: str,
+        embedding_key: str,
         threshold: float,
         margin: float,
         strategy: Strategy = Strategy.MEAN,
     ) -> None:
         self.gallery = gallery
-        self.model_sha256 = model_sha256
+        self.embedding_key = embedding_key
         self.threshold = threshold
         self.margin = margin
         self.strategy = strategy
         self._generation = gallery.generation()
-        self.index = GalleryIndex(gallery.embeddings(model_sha256), strategy)
+        self.index = GalleryIndex(gallery.embeddings(embedding_key), strategy)
 
     @classmethod
     def from_gallery(
         cls,
         gallery: Gallery,
-        model_sha256: str,
+        embedding_key: str,
         threshold: float,
         margin: float,
         strategy: Strategy = Strategy.MEAN,
     ) -> Matcher:
-        return cls(gallery, model_sha256, threshold, margin, strategy)
+        return cls(gallery, embedding_key, threshold, margin, strategy)
 
     @property
     def people(self) -> list[str]:
@@ -141,7 +137,7 @@ class Matcher:
         generation = self.gallery.generation()
         if generation == self._generation:
             return False
-        self.index = GalleryIndex(self.gallery.embeddings(self.model_sha256), self.strategy)
+        self.index = GalleryIndex(self.gallery.embeddings(self.embedding_key), self.strategy)
         self._generation = generation
         return True
 

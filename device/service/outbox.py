@@ -15,8 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlite_utils
+
 from device.errors import PeepholeError, disk_full_hint
 
+# Written out, since sqlite-utils cannot declare AUTOINCREMENT (a seq never
+# reused, even after the newest row is deleted) or a UNIQUE column.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,8 +48,9 @@ class OutboxEntry:
 class Outbox:
     """A FIFO of unacknowledged events in one SQLite file, used from one thread."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self._db = connection
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        self._db = db
+        self._table = db.table("outbox")
         self.path = path
 
     @classmethod
@@ -62,7 +67,9 @@ class Outbox:
         try:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(_SCHEMA)
+            # The connection as it is: no PRAGMA recursive_triggers, no plugins.
+            db = sqlite_utils.Database(connection, recursive_triggers=False, execute_plugins=False)
+            db.execute(_SCHEMA)
             (check,) = connection.execute("PRAGMA quick_check").fetchone()
         except sqlite3.Error as error:
             connection.close()
@@ -72,37 +79,36 @@ class Outbox:
         if check != "ok":
             connection.close()
             raise OutboxError(f"outbox {path} is damaged: {check}")
-        return cls(connection, path)
+        return cls(db, path)
 
     def add(self, event_id: str, topic: str, payload: str) -> bool:
         """Store one event durably; False if that event_id is already stored."""
+        record = {"event_id": event_id, "topic": topic, "payload": payload, "created": time.time()}
+        changes = self._db.conn.total_changes
         try:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO outbox (event_id, topic, payload, created) VALUES (?, ?, ?, ?)",
-                (event_id, topic, payload, time.time()),
-            )
+            self._table.insert(record, ignore=True)
         except sqlite3.Error as error:
             raise OutboxError(
                 f"cannot store event {event_id} in {self.path}: {error}{disk_full_hint(self.path)}"
             ) from None
-        return cursor.rowcount == 1
+        return self._db.conn.total_changes > changes
 
     def pending(self, limit: int | None = None) -> list[OutboxEntry]:
         """Unacknowledged events, oldest first."""
-        query = "SELECT seq, event_id, topic, payload, created FROM outbox ORDER BY seq"
-        rows = self._db.execute(query + (" LIMIT ?" if limit else ""), (limit,) if limit else ())
-        return [OutboxEntry(*row) for row in rows]
+        rows = self._table.rows_where(
+            select="seq, event_id, topic, payload, created", order_by="seq", limit=limit or None
+        )
+        return [OutboxEntry(**row) for row in rows]
 
     def remove(self, event_id: str) -> None:
         """The broker acknowledged the event: forget it."""
         try:
-            self._db.execute("DELETE FROM outbox WHERE event_id = ?", (event_id,))
+            self._table.delete_where("event_id = ?", [event_id])
         except sqlite3.Error as error:
             raise OutboxError(f"cannot remove event {event_id} from {self.path}: {error}") from None
 
     def __len__(self) -> int:
-        (count,) = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()
-        return int(count)
+        return self._table.count
 
     def close(self) -> None:
         self._db.close()

@@ -75,10 +75,6 @@ class EventPublisher:
                 except OutboxError as error:
                     logger.error(str(error))
 
-    @property
-    def unacknowledged(self) -> int:
-        return len(self._inflight)
-
     def flush(self, timeout: float) -> None:
         """Wait (up to ``timeout``) for the broker to acknowledge what is in flight."""
         deadline = time.monotonic() + timeout
