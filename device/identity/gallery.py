@@ -441,22 +441,37 @@ class Gallery:
             raise GalleryError(f"no samples to store for {display!r}")
         now = time.time()
         with self._write():
-            existing = self.person_id(display)
-            if existing is not None and not append:
-                raise GalleryError(
-                    f"{self.display_name(display)!r} is already enrolled; "
-                    "use --append to add samples, or choose another name"
-                )
-            if existing is None:
-                person_id = self._insert(
-                    "people", {"name": display, "name_key": name_key(display), "created": now}
-                )
-            else:
-                person_id = existing
-                display = self.display_name(display)
+            person_id = self._person_to_write(
+                display, append, "use --append to add samples, or choose another name", now
+            )
+            display = self.display_name(display)
             for sample in samples:
                 self._insert_sample(person_id, sample, embedding_key, now)
         return display
+
+    def _person_to_write(
+        self,
+        display: str,
+        append: bool,
+        refusal_hint: str,
+        created: float,
+        last_seen: float | None = None,
+    ) -> int:
+        """The id of ``display`` to add rows to (inside the open transaction).
+
+        A new name creates the person; an enrolled one is refused unless ``append``.
+        """
+        existing = self.person_id(display)
+        if existing is None:
+            record = {"name": display, "name_key": name_key(display), "created": created}
+            if last_seen is not None:
+                record["last_seen"] = last_seen
+            return self._insert("people", record)
+        if not append:
+            raise GalleryError(
+                f"{self.display_name(display)!r} is already enrolled; {refusal_hint}"
+            )
+        return existing
 
     def _insert(self, table: str, record: dict[str, Any]) -> int:
         """Insert one row (inside the open transaction); returns its id."""
@@ -545,23 +560,13 @@ class Gallery:
         added = 0
         with self._write():
             for person in people:
-                display = normalise_name(person.name)
-                person_id = self.person_id(display)
-                if person_id is not None and not append:
-                    raise GalleryError(
-                        f"{self.display_name(display)!r} is already enrolled; "
-                        "use --append to add the imported samples"
-                    )
-                if person_id is None:
-                    person_id = self._insert(
-                        "people",
-                        {
-                            "name": display,
-                            "name_key": name_key(display),
-                            "created": person.created,
-                            "last_seen": person.last_seen,
-                        },
-                    )
+                person_id = self._person_to_write(
+                    normalise_name(person.name),
+                    append,
+                    "use --append to add the imported samples",
+                    person.created,
+                    person.last_seen,
+                )
                 crop_ids = [
                     self._insert(
                         "crops",
