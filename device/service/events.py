@@ -58,31 +58,29 @@ def _rounded(value: float | None, digits: int) -> float | None:
 
 
 def visitor_event(track: Track, device_id: str, now_monotonic: float) -> VisitorEvent:
-    decision = _decision(track)
-    return VisitorEvent(
-        event=VISITOR,
-        event_type=KNOWN_VISITOR if decision.known else UNKNOWN_VISITOR,
-        event_id=new_event_id(),
-        device_id=device_id,
-        timestamp=utc_timestamp(),
-        track_id=track.track_id,
-        person=decision.person,
-        known=decision.known,
-        similarity=_rounded(decision.similarity, 4),
-        margin=_rounded(decision.margin, 4),
-        frames=decision.frames_used,
-        quality=round(decision.quality, 4),
-        liveness=_verdict(decision),
-        reason=decision.reason,
-        latency_ms=round((now_monotonic - track.first_captured) * 1000.0, 1),
-    )
+    known = _decision(track).known
+    latency_ms = round((now_monotonic - track.first_captured) * 1000.0, 1)
+    event_type = KNOWN_VISITOR if known else UNKNOWN_VISITOR
+    return _event(VISITOR, event_type, track, device_id, latency_ms=latency_ms)
 
 
 def visitor_left_event(track: Track, device_id: str) -> VisitorEvent:
+    duration_s = round(track.last_captured - track.first_captured, 3)
+    return _event(VISITOR_LEFT, VISITOR_LEFT, track, device_id, duration_s=duration_s)
+
+
+def _event(
+    event: str,
+    event_type: str,
+    track: Track,
+    device_id: str,
+    latency_ms: float | None = None,
+    duration_s: float | None = None,
+) -> VisitorEvent:
     decision = _decision(track)
     return VisitorEvent(
-        event=VISITOR_LEFT,
-        event_type=VISITOR_LEFT,
+        event=event,
+        event_type=event_type,
         event_id=new_event_id(),
         device_id=device_id,
         timestamp=utc_timestamp(),
@@ -95,7 +93,8 @@ def visitor_left_event(track: Track, device_id: str) -> VisitorEvent:
         quality=round(decision.quality, 4),
         liveness=_verdict(decision),
         reason=decision.reason,
-        duration_s=round(track.last_captured - track.first_captured, 3),
+        latency_ms=latency_ms,
+        duration_s=duration_s,
     )
 
 
