@@ -2,7 +2,7 @@
 # Run the whole test suite on a fresh Debian machine: installs Mosquitto (tests
 # start their own broker on 127.0.0.1), shellcheck and systemd-analyze (checks of
 # the firmware scripts and the unit), the virtual environment with the trainer
-# extra, then lint, type checks and pytest.
+# extra, then lint, type checks, the import-layer contracts (import-linter) and pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing_packages=()
