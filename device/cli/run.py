@@ -42,6 +42,7 @@ def apply_overrides(
         config.camera.source = source
     if broker is not None:
         host, port = parse_broker(broker)
+        config.mqtt.hosts = []
         config.mqtt.host = host
         if port is not None:
             config.mqtt.port = port
@@ -128,7 +129,7 @@ def run(
             stop,
         )
         cleanup.callback(frames.close)
-        link = MqttLink(settings) if settings.host else None
+        link = MqttLink(settings) if settings.brokers() else None
         publisher = EventPublisher(store, Topics(settings.topic_prefix, settings.device_id), link)
         notifier = SystemdNotifier()
         if not config.runtime.watchdog:
@@ -140,7 +141,11 @@ def run(
             f"watching {frames.description}; {len(matcher.people)} people enrolled"
             + ("" if matcher.people else " (everyone is unknown: see 'peephole enroll --help')")
             + "; events to "
-            + (f"mqtt://{settings.host}:{settings.port} and " if link else "")
+            + (
+                f"mqtt://{', '.join(f'{h}:{p}' for h, p in settings.brokers())} and "
+                if link
+                else ""
+            )
             + f"stdout; outbox {store.path} ({backlog} waiting)"
         )
         loop = CameraLoop(
