@@ -15,6 +15,7 @@ from device.cli.app import AppContext, pass_app
 from device.config import Config
 from device.identity.gallery import Gallery
 from device.identity.matching import Matcher, resolve_threshold
+from device.service.health import ModelInfo
 from device.service.loop import CameraLoop, LoopOptions, tracker_options
 from device.service.mqtt import MqttLink, parse_broker
 from device.service.outbox import Outbox
@@ -159,7 +160,12 @@ def run(
             device_id=settings.device_id,
             notifier=notifier,
             stop=stop,
-            options=LoopOptions(stop_after_frames=stop_after_frames, snapshots=settings.snapshots),
+            options=LoopOptions(
+                stop_after_frames=stop_after_frames,
+                snapshots=settings.snapshots,
+                health_interval=settings.status_interval,
+            ),
+            model=ModelInfo(file=app.model_path.name, embedding_key=embedder.embedding_key),
         )
         try:
             stats = loop.run()
