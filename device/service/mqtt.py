@@ -114,8 +114,17 @@ class MqttLink:
         self._client.loop_start()
 
     def publish_status(self, topic: str, payload: str) -> None:
-        """The device's health: retained, so a late subscriber sees the latest at once."""
+        """The device's health: retained, so a late subscriber sees the latest at once.
+
+        With several brokers ``online`` is asserted again with each report: a
+        broker this device left without a DISCONNECT (a network split, not a
+        dead broker) publishes the last will ``offline`` up to 1.5 keepalives
+        later, and over a bridge or cluster that would overwrite the ``online``
+        the device already gave its new broker. The next report heals it.
+        """
         self._client.publish(topic, payload, qos=1, retain=True)
+        if len(self._brokers) > 1:
+            self._client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
 
     def publish_event(self, topic: str, payload: str) -> int:
         """Queue one event at QoS 1, not retained; returns the mid its PUBACK will carry."""
