@@ -44,5 +44,9 @@ class DeviceStatus:
 
 
 def iso_time(timestamp: float) -> str:
-    """A wall-clock time as ISO 8601 in UTC, to the millisecond."""
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    """A wall-clock time as ISO 8601 in UTC, to the millisecond, like the events' timestamps."""
+    return (
+        datetime.fromtimestamp(timestamp, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
