@@ -119,6 +119,14 @@ class Broker:
             self._process.wait()
         self._process = None
 
+    def kill(self) -> None:
+        """Die at once (SIGKILL): no clean close, no last save."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
+        self._process = None
+
     def restart(self) -> None:
         self.stop()
         self.start()
