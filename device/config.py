@@ -118,12 +118,38 @@ class EnrollConfig:
     duplicate_similarity: float = 0.95
 
 
+def parse_host_port(value: str, where: str) -> tuple[str, int | None]:
+    """``HOST[:PORT]`` (IPv6 as ``[::1]:1883``) into host and optional port."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, _, port_text = value.partition(":")
+    else:
+        host, port_text = value, ""
+    if not host or any(c.isspace() or not c.isprintable() for c in host):
+        raise ConfigError(f"{where} {value!r}: expected HOST[:PORT]")
+    if not port_text:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{where} {value!r}: port must be 1-65535")
+    return host, int(port_text)
+
+
 @dataclass
 class MqttConfig:
-    """Broker connection. An empty host means no broker: events go to stdout and the outbox."""
+    """Broker connection. No host (and no hosts) means no broker: events go to stdout and the outbox.
+
+    ``hosts`` lists the brokers of a clustered or bridged site as ``HOST[:PORT]``
+    (``port`` where an entry has none); the link moves to the next one when the
+    current broker goes away or cannot be reached. ``host`` and ``port`` alone
+    are the one-entry list.
+    """
 
     host: str = ""
     port: int = 1883
+    hosts: list[str] = field(default_factory=list)
     device_id: str = field(default_factory=lambda: socket.gethostname() or "peephole")
     topic_prefix: str = "peephole"
     username: str = ""
@@ -141,6 +167,18 @@ class MqttConfig:
     # Reconnect backoff, in seconds, doubling from min to max.
     reconnect_min_delay: int = 1
     reconnect_max_delay: int = 30
+    # Seconds between retained status (health) messages; one is also sent at every connect.
+    status_interval: float = 30.0
+
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) of every configured broker, in the order they are tried."""
+        if self.hosts:
+            return [self._entry(value) for value in self.hosts]
+        return [(self.host, self.port)] if self.host else []
+
+    def _entry(self, value: str) -> tuple[str, int]:
+        host, port = parse_host_port(value, "[mqtt] hosts entry")
+        return host, self.port if port is None else port
 
     def validate(self) -> None:
         for name, value in (
@@ -156,6 +194,13 @@ class MqttConfig:
             raise ConfigError(f"[mqtt] port must be 1-65535, not {self.port}")
         if self.cert_file and not self.key_file:
             raise ConfigError("[mqtt] cert_file needs key_file")
+        if self.hosts and self.host:
+            raise ConfigError("[mqtt] set host or hosts, not both")
+        self.brokers()  # every hosts entry parses, or a one-line error names it
+        if not (math.isfinite(self.status_interval) and self.status_interval >= 1):
+            raise ConfigError(
+                f"[mqtt] status_interval must be at least 1 second, not {self.status_interval}"
+            )
 
 
 @dataclass
@@ -285,6 +330,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     if value is None and type(None) in allowed:
         return None
     for kind in allowed:
+        if typing.get_origin(kind) is list and isinstance(value, list):
+            (item,) = typing.get_args(kind)
+            return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         if kind is bool and isinstance(value, bool):
             return value
         if kind is int and isinstance(value, int) and not isinstance(value, bool):

@@ -1,8 +1,9 @@
 """A real Mosquitto broker on 127.0.0.1 for tests, and a subscriber that records what it gets.
 
 A pytest plugin (``pytest_plugins`` in tests/conftest.py): every test module can
-ask for the ``broker``, ``module_broker``, ``mosquitto_path`` and ``pki`` fixtures
-without importing them; import only the classes it names in annotations.
+ask for the ``broker``, ``module_broker``, ``bridged_brokers``, ``mosquitto_path``
+and ``pki`` fixtures without importing them; import only the classes it names in
+annotations.
 
 The broker keeps persistent sessions on disk (``persistence true``), so a
 subscriber that connected once with ``clean_session=False`` receives the QoS 1
@@ -55,6 +56,7 @@ class Broker:
         workdir: Path,
         port: int | None = None,
         security: BrokerSecurity | None = None,
+        extra: str = "",
     ) -> None:
         self.executable = executable
         self.workdir = workdir
@@ -77,7 +79,7 @@ class Broker:
             "autosave_interval 1\n"
             "max_queued_messages 10000\n"
             f"log_dest file {self.log}\n"
-            "log_type all\n"
+            "log_type all\n" + extra
         )
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -115,6 +117,14 @@ class Broker:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """Die at once (SIGKILL): no clean close, no last save."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
         self._process = None
 
     def restart(self) -> None:
@@ -281,3 +291,64 @@ def module_broker(
     instance.start()
     yield instance
     instance.stop()
+
+
+def bridge_section(remote: Broker, name: str) -> str:
+    """A mosquitto.conf(5) bridge to ``remote`` that mirrors every topic both ways at QoS 1.
+
+    ``try_private`` tells the remote it is a bridge, so nothing loops back;
+    ``cleansession false`` keeps the bridge's session on the remote, so what the
+    remote accepted while the bridge was down still crosses once it is back.
+    """
+    return (
+        f"\nconnection {name}\n"
+        f"address {remote.host}:{remote.port}\n"
+        "topic # both 1\n"
+        "bridge_protocol_version mqttv311\n"
+        "try_private true\n"
+        "cleansession false\n"
+        f"remote_clientid {name}\n"
+        "restart_timeout 1\n"
+        "notifications false\n"
+    )
+
+
+def wait_for_bridge(a: Broker, b: Broker, timeout: float = 15.0) -> None:
+    """Until a message published on ``a`` reaches a subscriber on ``b``, and back."""
+    for source, target in ((a, b), (b, a)):
+        probe = Subscriber(target, ["bridge-probe/#"]).connect()
+        sender = paho.Client(CallbackAPIVersion.VERSION2)
+        sender.connect(source.host, source.port)
+        sender.loop_start()
+        deadline = time.monotonic() + timeout
+        try:
+            while not probe.on("bridge-probe/up"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"no bridge from {source.port} to {target.port}")
+                sender.publish("bridge-probe/up", "1", qos=1)
+                probe.wait_for(bool, timeout=0.3)
+        finally:
+            sender.disconnect()
+            sender.loop_stop()
+            probe.disconnect()
+
+
+@pytest.fixture
+def bridged_brokers(mosquitto_path: Path, tmp_path: Path) -> Iterator[tuple[Broker, Broker]]:
+    """Brokers A and B, B bridged to A (every topic, both ways): one site, two brokers.
+
+    The test may stop A (the failover) or either; both are stopped at the end.
+    """
+    folders = [tmp_path / "mosquitto-a", tmp_path / "mosquitto-b"]
+    for folder in folders:
+        folder.mkdir()
+    first = Broker(mosquitto_path, folders[0])
+    second = Broker(mosquitto_path, folders[1], extra=bridge_section(first, "bridge-b-to-a"))
+    first.start()
+    try:
+        second.start()
+        wait_for_bridge(first, second)
+        yield first, second
+    finally:
+        second.stop()
+        first.stop()

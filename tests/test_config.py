@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from device.cli import main
+from device.cli.run import apply_overrides
 from device.config import Config, load_config, parse_config
 from device.errors import ConfigError
 
@@ -36,6 +37,13 @@ def test_every_option_has_a_default(tmp_path: Path) -> None:
         ({"liveness": {"requires": True}}, "unknown option 'requires'"),
         ({"liveness": {"frames": 1}}, "[liveness] frames must be 2-1000"),
         ({"liveness": []}, "[liveness] must be a table"),
+        ({"mqtt": {"hosts": "a:1883"}}, "[mqtt] hosts: expected list"),
+        ({"mqtt": {"hosts": ["a", 1883]}}, "[mqtt] hosts[1]: expected str"),
+        ({"mqtt": {"hosts": ["a:1883", "b:99999"]}}, "hosts entry 'b:99999': port must be 1-65535"),
+        ({"mqtt": {"hosts": [":1883"]}}, "hosts entry ':1883': expected HOST[:PORT]"),
+        ({"mqtt": {"hosts": ["a b"]}}, "hosts entry 'a b': expected HOST[:PORT]"),
+        ({"mqtt": {"host": "a", "hosts": ["b"]}}, "[mqtt] set host or hosts, not both"),
+        ({"mqtt": {"status_interval": 0}}, "[mqtt] status_interval must be at least 1"),
         (
             {"liveness": {"require": True}, "detector": {"landmarks": "blazeface"}},
             '[liveness] require = true needs [detector] landmarks = "mesh"',
@@ -96,3 +104,27 @@ def test_cli_refuses_a_bad_liveness_section_in_one_line(tmp_path: Path) -> None:
     assert result.output.count("\n") == 1
     assert "[liveness] require: expected bool" in result.output
     assert parse_config({"liveness": {"require": True}}).liveness.require is True
+
+
+def test_hosts_default_their_port_and_host_alone_is_a_one_entry_list() -> None:
+    mqtt = parse_config({"mqtt": {"hosts": ["a", "b:1884", "[::1]"], "port": 8883}}).mqtt
+    assert mqtt.brokers() == [("a", 8883), ("b", 1884), ("::1", 8883)]
+    assert parse_config({"mqtt": {"host": "a", "port": 1884}}).mqtt.brokers() == [("a", 1884)]
+    assert parse_config({}).mqtt.brokers() == []
+
+
+def test_the_mqtt_option_replaces_the_configured_hosts() -> None:
+    config = parse_config({"mqtt": {"hosts": ["a", "b"]}})
+    apply_overrides(config, None, "c:1884", None, None, None)
+    config.mqtt.validate()
+    assert config.mqtt.brokers() == [("c", 1884)]
+
+
+def test_cli_refuses_a_bad_hosts_entry_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[mqtt]\nhosts = ["a:1883", "b:port"]\n')
+    os.chmod(path, 0o600)
+    result = CliRunner().invoke(main, ["--config", str(path), "inspect", "x.jpg"])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1
+    assert "[mqtt] hosts entry 'b:port': port must be 1-65535" in result.output

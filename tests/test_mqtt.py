@@ -76,16 +76,17 @@ def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online
     watcher = Subscriber(broker, ["homeassistant/+/door/+/config"]).connect()
     link = MqttLink(settings_for(broker, snapshots=True))
     link.start()
-    # Visitor event, last visitor, last visitor liveness, at the door, snapshot.
-    first = watcher.wait_for(lambda ms: len(ms) >= 5, timeout=10)
-    assert len(first) == 5
+    # Visitor event, last visitor, last visitor liveness, at the door, frame rate,
+    # events waiting, snapshot.
+    first = watcher.wait_for(lambda ms: len(ms) >= 7, timeout=10)
+    assert len(first) == 7
     home_assistant = Subscriber(broker, []).connect()
     home_assistant.client.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    again = watcher.wait_for(lambda ms: len(ms) >= 10, timeout=10)
+    again = watcher.wait_for(lambda ms: len(ms) >= 14, timeout=10)
     link.stop()
     watcher.disconnect()
     home_assistant.disconnect()
-    assert [m.topic for m in again[5:]] == [m.topic for m in first]
+    assert [m.topic for m in again[7:]] == [m.topic for m in first]
     image = json.loads(next(m.payload for m in again if "/image/" in m.topic))
     assert image["image_topic"] == "peephole/door/snapshot"
 
@@ -148,3 +149,12 @@ def test_discovery_payloads_tie_every_entity_to_availability() -> None:
             assert config["availability"][0]["topic"] == "peephole/front door/availability"
             assert config["unique_id"].startswith(f"peephole_{node}_")
             assert topic.endswith("/config")
+
+
+def test_diagnostic_sensors_read_the_retained_status() -> None:
+    messages = dict(discovery_messages(Topics("peephole", "door"), "homeassistant", False))
+    for object_id, field in (("fps", "fps"), ("outbox_backlog", "outbox_backlog")):
+        config = json.loads(messages[f"homeassistant/sensor/door/{object_id}/config"])
+        assert config["state_topic"] == "peephole/door/status"
+        assert config["entity_category"] == "diagnostic"
+        assert field in config["value_template"]

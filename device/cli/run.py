@@ -15,6 +15,7 @@ from device.cli.app import AppContext, pass_app
 from device.config import Config
 from device.identity.gallery import Gallery
 from device.identity.matching import Matcher, resolve_threshold
+from device.service.health import ModelInfo
 from device.service.loop import CameraLoop, LoopOptions, tracker_options
 from device.service.mqtt import MqttLink, parse_broker
 from device.service.outbox import Outbox
@@ -42,6 +43,7 @@ def apply_overrides(
         config.camera.source = source
     if broker is not None:
         host, port = parse_broker(broker)
+        config.mqtt.hosts = []
         config.mqtt.host = host
         if port is not None:
             config.mqtt.port = port
@@ -128,7 +130,7 @@ def run(
             stop,
         )
         cleanup.callback(frames.close)
-        link = MqttLink(settings) if settings.host else None
+        link = MqttLink(settings) if settings.brokers() else None
         publisher = EventPublisher(store, Topics(settings.topic_prefix, settings.device_id), link)
         notifier = SystemdNotifier()
         if not config.runtime.watchdog:
@@ -140,7 +142,11 @@ def run(
             f"watching {frames.description}; {len(matcher.people)} people enrolled"
             + ("" if matcher.people else " (everyone is unknown: see 'peephole enroll --help')")
             + "; events to "
-            + (f"mqtt://{settings.host}:{settings.port} and " if link else "")
+            + (
+                f"mqtt://{', '.join(f'{h}:{p}' for h, p in settings.brokers())} and "
+                if link
+                else ""
+            )
             + f"stdout; outbox {store.path} ({backlog} waiting)"
         )
         loop = CameraLoop(
@@ -154,7 +160,12 @@ def run(
             device_id=settings.device_id,
             notifier=notifier,
             stop=stop,
-            options=LoopOptions(stop_after_frames=stop_after_frames, snapshots=settings.snapshots),
+            options=LoopOptions(
+                stop_after_frames=stop_after_frames,
+                snapshots=settings.snapshots,
+                health_interval=settings.status_interval,
+            ),
+            model=ModelInfo(file=app.model_path.name, embedding_key=embedder.embedding_key),
         )
         try:
             stats = loop.run()

@@ -132,6 +132,11 @@ class Matcher:
     def identify(self, embedding: np.ndarray) -> Match:
         return self.index.identify(embedding, self.threshold, self.margin)
 
+    @property
+    def generation(self) -> int:
+        """The gallery generation the loaded embeddings come from."""
+        return self._generation
+
     def refresh(self) -> bool:
         """Reload if anyone (this or another process) changed the gallery since the last load."""
         generation = self.gallery.generation()

@@ -6,7 +6,9 @@ holding the last visit's liveness verdict (``live``, ``suspect``,
 ``undecided``; ``unknown`` without the face mesh) so an automation can
 require ``live``, a
 ``binary_sensor`` that is on while someone is at the door, and an ``image``
-showing the best face of the last visit when snapshots are on. Configs are
+showing the best face of the last visit when snapshots are on, and two
+diagnostic ``sensor``s read from the retained health status (frame rate,
+with every status field as attributes; events waiting in the outbox). Configs are
 published retained to ``<discovery_prefix>/<component>/<node>/<object>/config``.
 """
 
@@ -33,7 +35,7 @@ def node_id(device_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", device_id)
 
 
-def _version() -> str:
+def peephole_version() -> str:
     try:
         return metadata.version("peephole")
     except metadata.PackageNotFoundError:
@@ -50,7 +52,7 @@ def discovery_messages(
         "name": f"Peephole {topics.device_id}",
         "manufacturer": "peephole",
         "model": "door peephole camera",
-        "sw_version": _version(),
+        "sw_version": peephole_version(),
     }
     common: dict[str, Any] = {
         "device": device,
@@ -88,6 +90,24 @@ def discovery_messages(
             "payload_on": PRESENCE_ON,
             "payload_off": PRESENCE_OFF,
             "device_class": "occupancy",
+        },
+        ("sensor", "fps"): {
+            "name": "Frame rate",
+            "state_topic": topics.status,
+            "value_template": "{{ value_json.fps }}",
+            "json_attributes_topic": topics.status,
+            "unit_of_measurement": "fps",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "icon": "mdi:speedometer",
+        },
+        ("sensor", "outbox_backlog"): {
+            "name": "Events waiting",
+            "state_topic": topics.status,
+            "value_template": "{{ value_json.outbox_backlog }}",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "icon": "mdi:tray-full",
         },
         ("image", "snapshot"): (
             {

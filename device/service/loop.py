@@ -4,13 +4,16 @@ Per frame: detect, gate, align and embed (``FacePipeline``), link faces to
 tracks and decide identities (``VisitorTracker``), announce each decided visit
 once (``Cooldown``), and hand events to the ``EventPublisher`` (outbox, stdout,
 broker). The frame loop itself feeds the systemd watchdog, so a camera that
-hangs stops the pings. ``stop`` (set by SIGTERM/SIGINT) ends the loop after the
+hangs stops the pings, and publishes the retained health report
+(``device/service/health.py``) at every broker connect and every
+``health_interval`` seconds. ``stop`` (set by SIGTERM/SIGINT) ends the loop after the
 current frame.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import statistics
 import threading
 import time
@@ -23,7 +26,9 @@ from device.config import Config
 from device.errors import PeepholeError
 from device.identity.gallery import Gallery
 from device.identity.matching import Matcher
+from device.service.discovery import peephole_version
 from device.service.events import visitor_event, visitor_left_event
+from device.service.health import DeviceStatus, ModelInfo, iso_time
 from device.service.publisher import EventPublisher
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import PRESENCE_OFF, PRESENCE_ON
@@ -39,6 +44,8 @@ logger = logging.getLogger(__name__)
 class LoopOptions:
     stop_after_frames: int | None = None
     status_interval: float = 5.0
+    # Seconds between MQTT health reports (one is also sent at every connect).
+    health_interval: float = 30.0
     gallery_refresh_interval: float = 1.0
     snapshots: bool = False
     snapshot_quality: int = 85
@@ -103,6 +110,7 @@ class CameraLoop:
         notifier: SystemdNotifier,
         stop: threading.Event,
         options: LoopOptions,
+        model: ModelInfo | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.matcher = matcher
@@ -115,16 +123,19 @@ class CameraLoop:
         self.notifier = notifier
         self.stop = stop
         self.options = options
+        self.model = model or ModelInfo(file="", embedding_key="")
         self.stats = RunStats()
         self._announced: set[int] = set()
         self._snapshots: dict[int, bytes] = {}
         self._present = False
         self._gallery_warning = ""
+        self._last_frame: float | None = None
+        self._health_fps = 0.0
 
     def run(self) -> RunStats:
         started = time.monotonic()
-        last_status = last_refresh = started
-        frames_at_status = 0
+        last_status = last_refresh = last_health = started
+        frames_at_status = frames_at_health = connections = 0
         self.notifier.ready(f"watching {self.source.description}")
         while not self.stop.is_set():
             if (
@@ -136,8 +147,20 @@ class CameraLoop:
             if frame is None:
                 break
             self.process(frame)
+            self._last_frame = time.time()
             self.notifier.watchdog()
             now = time.monotonic()
+            since_health = now - last_health
+            if since_health >= self.options.health_interval:
+                self._health_fps = (self.stats.frames - frames_at_health) / since_health
+                last_health, frames_at_health = now, self.stats.frames
+                self._report_health()
+            elif self.publisher.connections != connections:
+                # Just (re)connected, maybe to another broker: say so at once.
+                if since_health >= 1.0:
+                    self._health_fps = (self.stats.frames - frames_at_health) / since_health
+                self._report_health()
+            connections = self.publisher.connections
             if now - last_refresh >= self.options.gallery_refresh_interval:
                 last_refresh = now
                 self._refresh_gallery()
@@ -188,6 +211,31 @@ class CameraLoop:
                 self._announced.discard(track.track_id)
                 self.publisher.publish(visitor_left_event(track, self.device_id))
                 self.stats.events += 1
+
+    def health(self) -> DeviceStatus:
+        """The health report as of now (the outbox is counted afresh)."""
+        return DeviceStatus(
+            device_id=self.device_id,
+            version=peephole_version(),
+            model_file=self.model.file,
+            embedding_key=self.model.embedding_key[:12],
+            gallery_generation=self.matcher.generation,
+            people=len(self.matcher.people),
+            fps=round(self._health_fps, 2),
+            last_frame=iso_time(self._last_frame) if self._last_frame is not None else None,
+            outbox_backlog=len(self.publisher.outbox),
+            broker=self.publisher.broker,
+            status_interval=self.options.health_interval,
+            time=iso_time(time.time()),
+        )
+
+    def _report_health(self) -> None:
+        try:
+            report = self.health()
+        except (PeepholeError, sqlite3.Error) as error:
+            self._warn_gallery(f"cannot build the status report: {error}")
+            return
+        self.publisher.status(report.to_json())
 
     def _keep_snapshots(self, frame: Frame) -> None:
         for track in self.tracker.tracks:

@@ -12,6 +12,13 @@ One :class:`MqttLink` owns the device's topics under ``<prefix>/<device_id>``:
 paho's network thread connects in the background and reconnects with
 exponential backoff; messages published while disconnected wait in paho's
 queue and go out, in order, after the next connect.
+
+With several brokers (``[mqtt] hosts``, a bridged or clustered site) the link
+moves on to the next one whenever the current broker goes away or cannot be
+reached, round robin, each attempt after the same backoff. It stays one paho
+client throughout: events not yet acknowledged keep their message ids and are
+sent again (flagged DUP) to whichever broker comes next, so the outbox learns
+of their PUBACK whatever broker gave it.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device.config import MqttConfig
+from device.config import MqttConfig, parse_host_port
 from device.errors import ConfigError
 from device.service.discovery import discovery_messages
 from device.service.topics import OFFLINE, ONLINE, Topics
@@ -37,21 +44,7 @@ _paho_logger = logging.getLogger("paho.mqtt.client")
 
 def parse_broker(value: str) -> tuple[str, int | None]:
     """``HOST[:PORT]`` (IPv6 as ``[::1]:1883``) into host and optional port."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif value.count(":") == 1:
-        host, _, port_text = value.partition(":")
-    else:
-        host, port_text = value, ""
-    if not host:
-        raise ConfigError(f"--mqtt {value!r}: expected HOST[:PORT]")
-    if not port_text:
-        return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"--mqtt {value!r}: port must be 1-65535")
-    return host, int(port_text)
+    return parse_host_port(value, "--mqtt")
 
 
 class MqttLink:
@@ -61,8 +54,14 @@ class MqttLink:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix, settings.device_id)
         self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._brokers = settings.brokers()
+        if not self._brokers:
+            raise ConfigError("[mqtt] no broker configured (host or hosts)")
+        self._index = 0
         self._connected = False
-        self._last_problem = ""
+        self._stopping = False
+        self._connections = 0
+        self._problems: set[str] = set()
         self._ha_status = f"{settings.discovery_prefix}/status"
         client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -99,10 +98,33 @@ class MqttLink:
     def connected(self) -> bool:
         return self._connected
 
+    @property
+    def connections(self) -> int:
+        """How many times the link has connected (to any broker) so far."""
+        return self._connections
+
+    @property
+    def broker(self) -> str:
+        """``host:port`` of the broker in use (connected or being tried)."""
+        return self._where()
+
     def start(self) -> None:
         """Connect in the background; failures are retried, never raised."""
-        self._client.connect_async(self.settings.host, self.settings.port, self.settings.keepalive)
+        self._connect_to_current()
         self._client.loop_start()
+
+    def publish_status(self, topic: str, payload: str) -> None:
+        """The device's health: retained, so a late subscriber sees the latest at once.
+
+        With several brokers ``online`` is asserted again with each report: a
+        broker this device left without a DISCONNECT (a network split, not a
+        dead broker) publishes the last will ``offline`` up to 1.5 keepalives
+        later, and over a bridge or cluster that would overwrite the ``online``
+        the device already gave its new broker. The next report heals it.
+        """
+        self._client.publish(topic, payload, qos=1, retain=True)
+        if len(self._brokers) > 1:
+            self._client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
 
     def publish_event(self, topic: str, payload: str) -> int:
         """Queue one event at QoS 1, not retained; returns the mid its PUBACK will carry."""
@@ -129,6 +151,7 @@ class MqttLink:
         to an unreachable host; it is not waited for (it is a daemon thread and
         gives up at its next check), so shutdown stays within its time budget.
         """
+        self._stopping = True
         if not self._connected:
             self._client.disconnect()
             return
@@ -151,7 +174,8 @@ class MqttLink:
             self._problem(f"MQTT broker {self._where()} refused the connection: {reason}")
             return
         self._connected = True
-        self._last_problem = ""
+        self._connections += 1
+        self._problems.clear()
         logger.info(f"connected to MQTT broker {self._where()}")
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
         if self.settings.discovery:
@@ -161,8 +185,9 @@ class MqttLink:
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._problem(
             f"cannot connect to MQTT broker {self._where()} (unreachable, or TLS did not verify);"
-            " retrying with backoff"
+            + (" trying the next broker" if len(self._brokers) > 1 else " retrying with backoff")
         )
+        self._next_broker()
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
@@ -171,6 +196,8 @@ class MqttLink:
         self._connected = False
         if was_connected and reason.is_failure:
             self._problem(f"lost MQTT broker {self._where()} ({reason}); reconnecting")
+        if reason.is_failure:
+            self._next_broker()
 
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
@@ -188,11 +215,28 @@ class MqttLink:
         ):
             client.publish(topic, payload, qos=1, retain=True)
 
+    def _next_broker(self) -> None:
+        """From paho's thread, after a lost or failed connection: aim the next attempt elsewhere.
+
+        ``connect_async`` only records the address (the socket is already
+        closed); paho's loop makes the attempt itself, after its backoff wait.
+        """
+        if self._stopping or len(self._brokers) < 2:
+            return
+        self._index = (self._index + 1) % len(self._brokers)
+        logger.info(f"next MQTT broker: {self._where()}")
+        self._connect_to_current()
+
+    def _connect_to_current(self) -> None:
+        host, port = self._brokers[self._index]
+        self._client.connect_async(host, port, self.settings.keepalive)
+
     def _where(self) -> str:
-        return f"{self.settings.host}:{self.settings.port}"
+        host, port = self._brokers[self._index]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def _problem(self, message: str) -> None:
-        # Report each distinct problem once, not on every retry.
-        if message != self._last_problem:
-            self._last_problem = message
+        # Report each distinct problem once until the next connect, not on every retry.
+        if message not in self._problems:
+            self._problems.add(message)
             logger.warning(message)

@@ -63,6 +63,21 @@ class EventPublisher:
         if self.link is not None and self.link.connected:
             self.link.publish_state(topic, payload)
 
+    def status(self, payload: str) -> None:
+        """The retained health report: published only while a broker is connected."""
+        if self.link is not None and self.link.connected:
+            self.link.publish_status(self.topics.status, payload)
+
+    @property
+    def connections(self) -> int:
+        """How often the broker link has connected: a change means a (re)connect."""
+        return self.link.connections if self.link is not None else 0
+
+    @property
+    def broker(self) -> str | None:
+        """``host:port`` of the connected broker, or None."""
+        return self.link.broker if self.link is not None and self.link.connected else None
+
     def poll(self) -> None:
         """Forget every event the broker acknowledged."""
         if self.link is None:

@@ -39,5 +39,9 @@ class Topics:
     def snapshot(self) -> str:
         return f"{self.base}/snapshot"
 
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
     def event(self, name: str) -> str:
         return f"{self.base}/{name}"

@@ -1,0 +1,52 @@
+"""The door's health report: a retained JSON status on ``<prefix>/<device_id>/status``.
+
+Published at every connect (to whichever broker) and every ``[mqtt]
+status_interval`` seconds, so a household with several doors sees from any
+broker of the site which model and gallery each door runs, whether it keeps
+up, and whether events are piling up. It is retained, so it outlives the
+device: read it together with the retained ``availability`` (``offline`` from
+the last will when the device dies).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the device recognises with: the model file's name and its embedding key."""
+
+    file: str
+    embedding_key: str
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    device_id: str
+    version: str
+    model_file: str
+    # The first 12 hex digits, as the logs and ``peephole gallery`` show it.
+    embedding_key: str
+    gallery_generation: int
+    people: int
+    fps: float
+    last_frame: str | None
+    outbox_backlog: int
+    broker: str | None
+    status_interval: float
+    time: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def iso_time(timestamp: float) -> str:
+    """A wall-clock time as ISO 8601 in UTC, to the millisecond, like the events' timestamps."""
+    return (
+        datetime.fromtimestamp(timestamp, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
