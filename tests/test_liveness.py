@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -143,8 +144,12 @@ def test_verdict_needs_enough_motion_to_call_a_face_suspect() -> None:
     assert evidence.verdict() is Liveness.UNDECIDED
     evidence.planar_frames = OPTIONS.planar_frames
     assert evidence.verdict() is Liveness.SUSPECT
+    # Planar evidence weighs against live evidence: each planar frame asks for more.
     evidence.nonplanar_frames = OPTIONS.residual_frames
+    assert evidence.verdict() is Liveness.SUSPECT and not evidence.final
+    evidence.nonplanar_frames += OPTIONS.planar_weight * OPTIONS.planar_frames
     assert evidence.verdict() is Liveness.LIVE and evidence.final
+    assert LivenessEvidence(OPTIONS, nonplanar_frames=OPTIONS.residual_frames).live
     blinking = LivenessEvidence(OPTIONS, blinked=True)
     assert blinking.verdict() is Liveness.LIVE
 
@@ -175,3 +180,48 @@ def test_generated_attacks_are_never_live_and_mostly_suspect(pipeline: FacePipel
             verdicts.append(evidence.verdict())
     # The rate is measured on 300 photos by bench/liveness.py; four sequences allow one miss.
     assert verdicts.count(Liveness.SUSPECT) >= 3, verdicts
+
+
+def textured_crop(seed: int) -> np.ndarray:
+    """A 112x112 RGB crop of smooth random texture: corners everywhere, as on a printed face."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (28, 28)).astype(np.float32)
+    grey = cv2.resize(small, (112, 112), interpolation=cv2.INTER_CUBIC)
+    return np.repeat(np.clip(grey, 0, 255).astype(np.uint8)[..., np.newaxis], 3, axis=2)
+
+
+def watch(frames: list[np.ndarray]) -> LivenessEvidence:
+    evidence = LivenessEvidence(LivenessOptions(frames=10**6))
+    for frame in frames:
+        evidence.observe(np.zeros((468, 2)), frame)
+    return evidence
+
+
+def test_a_slip_of_the_flow_starts_tracking_again_instead_of_counting_as_live() -> None:
+    texture = textured_crop(3)
+    rng = np.random.default_rng(4)
+    tilted = [
+        cv2.warpPerspective(texture, random_homography(rng) @ np.diag([1, 1, 1.0]), (112, 112))
+        for _ in range(2)
+    ]
+    # A photo tilted a little, then part of it jumps 3 px against the rest and stays
+    # there: what the flow does when it slips on blur or glare.
+    slipped = tilted[1].copy()
+    slipped[64:] = np.roll(tilted[1][64:], 3, axis=1)
+    frames = [texture, tilted[0], *[slipped] * 14]
+    evidence = watch(frames)
+    assert evidence.nonplanar_frames == 0, evidence
+    assert evidence.verdict() is not Liveness.LIVE
+    # A surface that bends out of its plane smoothly, its residual rising a fraction of a pixel a frame, counts.
+    gradual = [bend(texture, 2.0 * step) for step in range(20)]
+    assert watch(gradual).nonplanar_frames >= OPTIONS.residual_frames
+
+
+def bend(image: np.ndarray, amount: float) -> np.ndarray:
+    """``image`` with its middle rows pushed sideways by ``amount`` pixels, its top and bottom not."""
+    yy, xx = np.mgrid[0:112, 0:112].astype(np.float32)
+    shift = amount * np.sin(np.pi * yy / 111.0)
+    bent: np.ndarray = cv2.remap(
+        image, xx - shift, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    return bent
