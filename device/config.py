@@ -1,11 +1,14 @@
 """peephole's configuration: one TOML file, validated at load, every option defaulted.
 
 Secrets never need to be in the file: ``PEEPHOLE_MQTT_USERNAME`` and
-``PEEPHOLE_MQTT_PASSWORD`` override the ``[mqtt]`` credentials.
+``PEEPHOLE_MQTT_PASSWORD`` override the ``[mqtt]`` credentials, and
+``PEEPHOLE_SITE_KEY`` the ``[site]`` key.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import logging
 import math
@@ -248,6 +251,42 @@ class LivenessConfig:
             raise ConfigError(f"[liveness] frames must be 2-1000, not {self.frames}")
 
 
+SITE_KEY_BYTES = 32
+
+
+def decode_site_key(text: str) -> bytes:
+    """The 32 secret bytes of a site key as ``peephole site init`` prints it (URL-safe base64)."""
+    cleaned = text.strip()
+    try:
+        secret = base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
+    except (binascii.Error, ValueError):
+        secret = b""
+    if len(secret) != SITE_KEY_BYTES:
+        raise ConfigError("[site] key is not a site key (make one with 'peephole site init')")
+    return secret
+
+
+@dataclass
+class SiteConfig:
+    """Doors with the same ``id`` and ``key`` share one gallery over their broker (docs/site.md).
+
+    ``key`` is the secret ``peephole site init`` made; it seals every record on
+    the broker. Keep it in this 0600 file or in ``$PEEPHOLE_SITE_KEY``. An ``id``
+    without a key leaves this door on its own gallery (with a warning).
+    """
+
+    id: str = ""
+    key: str = ""
+
+    def validate(self) -> None:
+        if self.id and (_FORBIDDEN_TOPIC_CHARACTERS | {"/"}) & set(self.id):
+            raise ConfigError("[site] id must not contain '/', '+', '#' or NUL")
+        if self.key and not self.id:
+            raise ConfigError("[site] key needs an id (the name of the site)")
+        if self.key:
+            decode_site_key(self.key)
+
+
 @dataclass
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -259,6 +298,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    site: SiteConfig = field(default_factory=SiteConfig)
 
 
 def default_config_path() -> Path:
@@ -358,6 +398,10 @@ def apply_environment(config: Config) -> Config:
         config.mqtt.username = username
     if password is not None:
         config.mqtt.password = password
+    site_key = os.environ.get("PEEPHOLE_SITE_KEY")
+    if site_key is not None:
+        config.site.key = site_key
+        config.site.validate()
     return config
 
 

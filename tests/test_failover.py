@@ -36,6 +36,9 @@ STATUS_FIELDS = {
     "broker",
     "status_interval",
     "time",
+    "site",
+    "site_key",
+    "site_records_refused",
 }
 
 
@@ -137,3 +140,4 @@ def test_events_reach_the_other_broker_when_the_first_goes_away(
     assert isinstance(status["outbox_backlog"], int)
     assert isinstance(status["fps"], float | int) and status["fps"] > 0
     assert status["last_frame"] and status["status_interval"] == 2.0
+    assert (status["site"], status["site_key"], status["site_records_refused"]) == ("", "", 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import queue
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,13 @@ def settings_for(broker: Broker, **overrides: object) -> MqttConfig:
     return MqttConfig(**values)  # type: ignore[arg-type]
 
 
-def all_acknowledged(link: MqttLink, mids: list[int], timeout: float = 10) -> bool:
+def all_acknowledged(acks: queue.SimpleQueue[int], mids: list[int], timeout: float = 10) -> bool:
     """Whether the broker acknowledges every one of ``mids`` within ``timeout`` seconds."""
     acked: set[int] = set()
 
     def done() -> bool:
-        acked.update(link.acknowledged())
+        while not acks.empty():
+            acked.add(acks.get_nowait())
         return set(mids) <= acked
 
     return wait_until(done, timeout)
@@ -56,9 +58,10 @@ def test_events_are_qos1_not_retained_and_every_puback_is_reported(
 ) -> None:
     watcher = Subscriber(broker, ["peephole/door/visitor"]).connect()
     link = MqttLink(settings_for(broker))
+    acks = link.acknowledgements()
     link.start()
     mids = [link.publish_event("peephole/door/visitor", json.dumps({"n": n})) for n in range(20)]
-    assert all_acknowledged(link, mids)
+    assert all_acknowledged(acks, mids)
     watcher.wait_for(lambda ms: len(ms) >= 20, timeout=5)
     link.stop()
     watcher.disconnect()
@@ -97,6 +100,7 @@ def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
     audit = Subscriber(broker, ["peephole/door/visitor"], "audit", clean_session=False).connect()
     audit.disconnect()
     link = MqttLink(settings_for(broker))
+    acks = link.acknowledgements()
     link.start()
     assert wait_until(lambda: link.connected, timeout=10)
     broker.stop()
@@ -104,7 +108,7 @@ def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
     mids = [link.publish_event("peephole/door/visitor", str(n)) for n in range(5)]
     broker.start()
     assert wait_until(lambda: link.connected, timeout=15)
-    assert all_acknowledged(link, mids)
+    assert all_acknowledged(acks, mids)
     link.stop()
     audit = Subscriber(broker, ["peephole/door/visitor"], "audit", clean_session=False).connect()
     audit.wait_for(lambda ms: len(ms) >= 5, timeout=5)

@@ -19,6 +19,7 @@ from device.cli.inspect import inspect
 from device.cli.logs import NORMAL, QUIET, VERBOSE, configure_logging
 from device.cli.people import people
 from device.cli.run import run
+from device.cli.site import site_group
 from device.config import load_config
 from device.errors import PeepholeError
 
@@ -61,5 +62,5 @@ def main(
     ctx.obj = AppContext(config, model_override=model_path, manifest_override=manifest_path)
 
 
-for command in (inspect, enroll, identify, people, gallery_group, calibrate, run):
+for command in (inspect, enroll, identify, people, gallery_group, calibrate, run, site_group):
     main.add_command(command)

@@ -20,9 +20,13 @@ from device.service.loop import CameraLoop, LoopOptions, tracker_options
 from device.service.mqtt import MqttLink, parse_broker
 from device.service.outbox import Outbox
 from device.service.publisher import EventPublisher
+from device.service.replication import GalleryReplication
 from device.service.sdnotify import SystemdNotifier
-from device.service.topics import Topics
+from device.service.topics import SiteTopics, Topics
 from device.service.tracker import Cooldown, VisitorTracker
+from device.site.clock import HybridClock
+from device.site.key import SiteKey
+from device.site.replica import SiteReplica
 from device.vision.sources import SourceOptions, open_source
 
 logger = logging.getLogger(__name__)
@@ -75,6 +79,28 @@ def warn_stale_people(gallery: Gallery, embedding_key: str) -> None:
         logger.warning(f"not recognised until 'peephole gallery reembed': {', '.join(redo)}")
     if lost:
         logger.warning(f"not recognised until enrolled again (no stored crops): {', '.join(lost)}")
+
+
+def site_replication(
+    config: Config, gallery: Gallery, link: MqttLink | None
+) -> GalleryReplication | None:
+    """Gallery replication when this door is on a site, has its key and a broker."""
+    site = config.site
+    if not site.id:
+        return None
+    if not site.key:
+        logger.warning(
+            f"[site] id {site.id!r} has no key: this door keeps its own gallery "
+            "(copy the key 'peephole site init' printed into [site] key)"
+        )
+        return None
+    if link is None:
+        logger.warning(f"site {site.id!r} needs a broker ([mqtt] host or hosts)")
+        return None
+    key = SiteKey.from_text(site.key)
+    replica = SiteReplica(gallery, key, HybridClock(config.mqtt.device_id))
+    logger.info(f"site {site.id!r} (key {key.fingerprint}): sharing the gallery over the broker")
+    return GalleryReplication(replica, key, SiteTopics(config.mqtt.topic_prefix, site.id), link)
 
 
 @click.command()
@@ -132,6 +158,7 @@ def run(
         cleanup.callback(frames.close)
         link = MqttLink(settings) if settings.brokers() else None
         publisher = EventPublisher(store, Topics(settings.topic_prefix, settings.device_id), link)
+        replication = site_replication(config, gallery, link)
         notifier = SystemdNotifier()
         if not config.runtime.watchdog:
             notifier.watchdog_interval = None
@@ -166,6 +193,7 @@ def run(
                 health_interval=settings.status_interval,
             ),
             model=ModelInfo(file=app.model_path.name, embedding_key=embedder.embedding_key),
+            replication=replication,
         )
         try:
             stats = loop.run()

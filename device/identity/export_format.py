@@ -69,7 +69,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _person_json(person: ExportedPerson) -> dict[str, Any]:
+def person_to_json(person: ExportedPerson) -> dict[str, Any]:
     return {
         "name": person.name,
         "created": person.created,
@@ -99,7 +99,7 @@ def _person_json(person: ExportedPerson) -> dict[str, Any]:
 
 def write_export(records: Sequence[ExportedPerson], file: Path) -> None:
     """Write ``records`` (from ``Gallery.export_records``) atomically, readable by the owner only."""
-    people = [_person_json(person) for person in records]
+    people = [person_to_json(person) for person in records]
     document = {"format": EXPORT_FORMAT, "exported": time.time(), "people": people}
     temporary = file.with_name(f".{file.name}.tmp")
     # The export holds face crops: readable by the owner only, like the gallery.
@@ -122,7 +122,7 @@ def parse_export(file: Path) -> list[ExportedPerson]:
     if key_field is None:
         raise GalleryError(f"{file} is not a gallery export (format {EXPORT_FORMAT!r})")
     try:
-        return [_parse_person(person, key_field) for person in document["people"]]
+        return [person_from_json(person, key_field) for person in document["people"]]
     except (KeyError, TypeError, ValueError, IndexError, binascii.Error) as error:
         raise GalleryError(f"{file} is not a valid gallery export: {error!r}") from None
 
@@ -137,7 +137,8 @@ def _optional_number(value: Any) -> float | None:
     return None if value is None else _number(value)
 
 
-def _parse_person(person: dict[str, Any], key_field: str) -> ExportedPerson:
+def person_from_json(person: dict[str, Any], key_field: str = "embedding_key") -> ExportedPerson:
+    """One person as ``person_to_json`` wrote it; KeyError, TypeError or ValueError if damaged."""
     crops = tuple(
         ExportedCrop(
             png=base64.b64decode(crop["png"], validate=True),

@@ -36,7 +36,7 @@ import sqlite_utils
 from device.errors import GalleryError, disk_full_hint
 from device.identity.export_format import ExportedCrop, ExportedEmbedding, ExportedPerson
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_NAME_LENGTH = 100
 BUSY_TIMEOUT_S = 10.0
 
@@ -102,9 +102,23 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     embeddings.create_index(["embedding_key", "person_id"])
 
 
+def _schema_v3(db: sqlite_utils.Database) -> None:
+    """``site_records``: what this door last sent or accepted of each person on its site.
+
+    One row per record id (device/site/replica.py): the stamp of the latest
+    change, the digest of the person as it then was ("" once removed), and
+    whether the broker has acknowledged this door's own change yet.
+    """
+    db.table("site_records").create(
+        {"record_id": str, "stamp": str, "digest": str, "removed": int, "published": int},
+        pk="record_id",
+        not_null={"stamp", "digest", "removed", "published"},
+    )
+
+
 # MIGRATIONS[n] takes a gallery from schema version n to n + 1. _prepare runs
 # them all in one transaction, together with the new user_version.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_schema_v1, _schema_v2]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_schema_v1, _schema_v2, _schema_v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -212,7 +226,7 @@ class Gallery:
             ) from None
         except BaseException:
             # A GalleryError, or anything else that stopped a migration half-way
-            # (rolled back by _write): the file stays as it was.
+            # (rolled back by transaction): the file stays as it was.
             connection.close()
             raise
         return gallery
@@ -237,7 +251,7 @@ class Gallery:
                 raise GalleryError(f"gallery {self.path} is empty")
             if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                 raise GalleryError(f"gallery {self.path}: cannot switch to WAL mode")
-            with self._write():
+            with self.transaction():
                 current = int(conn.execute("PRAGMA user_version").fetchone()[0])
                 for migrate in MIGRATIONS[current:]:
                     migrate(self.db)
@@ -256,7 +270,7 @@ class Gallery:
         self.close()
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[None]:
+    def transaction(self) -> Iterator[None]:
         """One immediate transaction: every change inside commits together or not at all."""
         if self.read_only:
             raise GalleryError(f"gallery {self.path} is read-only")
@@ -387,10 +401,12 @@ class Gallery:
             )
         ]
 
-    def export_records(self) -> list[ExportedPerson]:
-        """Every person with their crops and embeddings (for ``write_export``)."""
+    def export_records(self, only_key: str | None = None) -> list[ExportedPerson]:
+        """Every person (or the one whose name key is ``only_key``) with crops and embeddings."""
+        where, arguments = ("name_key = ?", [only_key]) if only_key is not None else (None, None)
         people = []
-        for person in list(self.db.table("people").rows_where(order_by="name_key")):
+        rows = self.db.table("people").rows_where(where, arguments, order_by="name_key")
+        for person in list(rows):
             crops = list(
                 self.db.table("crops").rows_where("person_id = ?", [person["id"]], order_by="id")
             )
@@ -440,7 +456,7 @@ class Gallery:
         if not samples:
             raise GalleryError(f"no samples to store for {display!r}")
         now = time.time()
-        with self._write():
+        with self.transaction():
             person_id = self._person_to_write(
                 display, append, "use --append to add samples, or choose another name", now
             )
@@ -517,23 +533,20 @@ class Gallery:
     def add_crop_embeddings(self, rows: list[tuple[int, int, Sample]], embedding_key: str) -> None:
         """Store re-computed embeddings: (crop id, person id, sample) each, in one transaction."""
         now = time.time()
-        with self._write():
+        with self.transaction():
             for crop_id, person_id, sample in rows:
                 self.add_embedding(person_id, crop_id, sample, embedding_key, now)
 
     def remove_person(self, name: str) -> str:
         """Delete the person and every embedding and crop of theirs."""
-        with self._write():
+        with self.transaction():
             display = self.display_name(name)
-            person_id = self.person_id(name)
-            self.db.table("embeddings").delete_where("person_id = ?", [person_id])
-            self.db.table("crops").delete_where("person_id = ?", [person_id])
-            self.db.table("people").delete_where("id = ?", [person_id])
+            self.remove_person_by_key(name_key(name))
         return display
 
     def rename_person(self, old: str, new: str) -> tuple[str, str]:
         target = normalise_name(new)
-        with self._write():
+        with self.transaction():
             display = self.display_name(old)
             person_id = self.person_id(old)
             assert person_id is not None
@@ -547,7 +560,7 @@ class Gallery:
 
     def touch_last_seen(self, person: str, when: float) -> None:
         """Record that ``person`` was recognised at ``when`` (seconds since the epoch)."""
-        with self._write():
+        with self.transaction():
             # One statement, so that it only ever moves forward and a person
             # removed meanwhile is simply not found.
             self.db.execute(
@@ -558,7 +571,7 @@ class Gallery:
     def import_records(self, people: Sequence[ExportedPerson], *, append: bool) -> int:
         """Add exported people in one transaction; returns how many samples were added."""
         added = 0
-        with self._write():
+        with self.transaction():
             for person in people:
                 person_id = self._person_to_write(
                     normalise_name(person.name),
@@ -567,32 +580,63 @@ class Gallery:
                     person.created,
                     person.last_seen,
                 )
-                crop_ids = [
-                    self._insert(
-                        "crops",
-                        {
-                            "person_id": person_id,
-                            "png": crop.png,
-                            "quality": crop.quality,
-                            "source": crop.source,
-                            "created": crop.created,
-                        },
-                    )
-                    for crop in person.crops
-                ]
-                for embedding in person.embeddings:
-                    self._insert(
-                        "embeddings",
-                        {
-                            "person_id": person_id,
-                            "crop_id": None if embedding.crop is None else crop_ids[embedding.crop],
-                            "embedding_key": embedding.embedding_key,
-                            "vector": embedding.vector,
-                            "quality": embedding.quality,
-                            "source": embedding.source,
-                            "created": embedding.created,
-                            "dim": len(embedding.vector) // 4,
-                        },
-                    )
-                    added += 1
+                added += self._store_rows(person_id, person)
         return added
+
+    def replace_person(self, person: ExportedPerson) -> None:
+        """Make ``person`` (a replicated record) what is stored under their name.
+
+        Runs inside a transaction the caller holds. Whatever was stored under
+        the same name (in any case) goes; ``last_seen`` is the later of the two.
+        """
+        display = normalise_name(person.name)
+        previous = self._person(display, "last_seen")
+        self.remove_person_by_key(name_key(display))
+        last_seen = max((t for t in (person.last_seen, previous) if t is not None), default=None)
+        record = {"name": display, "name_key": name_key(display), "created": person.created}
+        if last_seen is not None:
+            record["last_seen"] = last_seen
+        self._store_rows(self._insert("people", record), person)
+
+    def remove_person_by_key(self, key: str) -> bool:
+        """Delete the person whose name key is ``key``, inside the caller's transaction."""
+        rows = self.db.table("people").rows_where("name_key = ?", [key], select="id")
+        found = next(rows, None)
+        if found is None:
+            return False
+        person_id = found["id"]
+        self.db.table("embeddings").delete_where("person_id = ?", [person_id])
+        self.db.table("crops").delete_where("person_id = ?", [person_id])
+        self.db.table("people").delete_where("id = ?", [person_id])
+        return True
+
+    def _store_rows(self, person_id: int, person: ExportedPerson) -> int:
+        """Insert a person's crops and embeddings; returns how many embeddings."""
+        crop_ids = [
+            self._insert(
+                "crops",
+                {
+                    "person_id": person_id,
+                    "png": crop.png,
+                    "quality": crop.quality,
+                    "source": crop.source,
+                    "created": crop.created,
+                },
+            )
+            for crop in person.crops
+        ]
+        for embedding in person.embeddings:
+            self._insert(
+                "embeddings",
+                {
+                    "person_id": person_id,
+                    "crop_id": None if embedding.crop is None else crop_ids[embedding.crop],
+                    "embedding_key": embedding.embedding_key,
+                    "vector": embedding.vector,
+                    "quality": embedding.quality,
+                    "source": embedding.source,
+                    "created": embedding.created,
+                    "dim": len(embedding.vector) // 4,
+                },
+            )
+        return len(person.embeddings)

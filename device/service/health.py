@@ -38,6 +38,12 @@ class DeviceStatus:
     broker: str | None
     status_interval: float
     time: str
+    # The site this door shares its gallery with ("" alone), the fingerprint of
+    # its site key (doors that show different ones cannot read each other's
+    # records), and how many site records it refused.
+    site: str = ""
+    site_key: str = ""
+    site_records_refused: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

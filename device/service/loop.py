@@ -6,8 +6,9 @@ once (``Cooldown``), and hand events to the ``EventPublisher`` (outbox, stdout,
 broker). The frame loop itself feeds the systemd watchdog, so a camera that
 hangs stops the pings, and publishes the retained health report
 (``device/service/health.py``) at every broker connect and every
-``health_interval`` seconds. ``stop`` (set by SIGTERM/SIGINT) ends the loop after the
-current frame.
+``health_interval`` seconds. On a site, gallery replication
+(``device/service/replication.py``) runs with each gallery refresh. ``stop``
+(set by SIGTERM/SIGINT) ends the loop after the current frame.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from device.service.discovery import peephole_version
 from device.service.events import visitor_event, visitor_left_event
 from device.service.health import DeviceStatus, ModelInfo, iso_time
 from device.service.publisher import EventPublisher
+from device.service.replication import GalleryReplication
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import PRESENCE_OFF, PRESENCE_ON
 from device.service.tracker import Cooldown, Track, TrackerOptions, TrackerStep, VisitorTracker
@@ -111,6 +113,7 @@ class CameraLoop:
         stop: threading.Event,
         options: LoopOptions,
         model: ModelInfo | None = None,
+        replication: GalleryReplication | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.matcher = matcher
@@ -124,6 +127,7 @@ class CameraLoop:
         self.stop = stop
         self.options = options
         self.model = model or ModelInfo(file="", embedding_key="")
+        self.replication = replication
         self.stats = RunStats()
         self._announced: set[int] = set()
         self._snapshots: dict[int, bytes] = {}
@@ -227,6 +231,9 @@ class CameraLoop:
             broker=self.publisher.broker,
             status_interval=self.options.health_interval,
             time=iso_time(time.time()),
+            site=self.replication.topics.site_id if self.replication else "",
+            site_key=self.replication.key.fingerprint if self.replication else "",
+            site_records_refused=self.replication.refused if self.replication else 0,
         )
 
     def _report_health(self) -> None:
@@ -260,6 +267,8 @@ class CameraLoop:
 
     def _refresh_gallery(self) -> None:
         try:
+            if self.replication is not None:
+                self.replication.step()
             if self.matcher.refresh():
                 logger.info(f"gallery changed: {len(self.matcher.people)} people enrolled")
         except PeepholeError as error:

@@ -27,6 +27,7 @@ import logging
 import queue
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -47,13 +48,54 @@ def parse_broker(value: str) -> tuple[str, int | None]:
     return parse_host_port(value, "--mqtt")
 
 
+def read_retained(
+    settings: MqttConfig, topic_filters: list[str], wait: float
+) -> list[tuple[str, bytes]]:
+    """What the first reachable broker holds retained on ``topic_filters``, read for ``wait`` s.
+
+    A plain observer for ``peephole site status``: its own client id, no last
+    will, nothing published, so it never speaks for a door.
+    """
+    messages: list[tuple[str, bytes]] = []
+    problems = []
+    for host, port in settings.brokers():
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+        if settings.username:
+            client.username_pw_set(settings.username, settings.password or None)
+        if settings.tls:
+            try:
+                client.tls_set(
+                    ca_certs=settings.ca_file or None,
+                    certfile=settings.cert_file or None,
+                    keyfile=settings.key_file or None,
+                    cert_reqs=ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED,
+                )
+            except (OSError, ValueError) as error:
+                raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
+            client.tls_insecure_set(settings.tls_insecure)
+        client.on_message = lambda c, u, m: messages.append((m.topic, bytes(m.payload)))
+        try:
+            client.connect(host, port, settings.keepalive)
+        except OSError as error:
+            problems.append(f"{host}:{port}: {error}")
+            continue
+        client.subscribe([(topic, 1) for topic in topic_filters])
+        client.loop_start()
+        time.sleep(wait)
+        client.disconnect()
+        client.loop_stop()
+        return messages
+    raise ConfigError(f"no MQTT broker reachable ({'; '.join(problems) or 'none configured'})")
+
+
 class MqttLink:
     """A background connection to the broker with availability, discovery and acked events."""
 
     def __init__(self, settings: MqttConfig) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix, settings.device_id)
-        self._acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._ack_queues: list[queue.SimpleQueue[int]] = []
+        self._handlers: dict[str, Callable[[str, bytes], None]] = {}
         self._brokers = settings.brokers()
         if not self._brokers:
             raise ConfigError("[mqtt] no broker configured (host or hosts)")
@@ -131,18 +173,28 @@ class MqttLink:
         info = self._client.publish(topic, payload, qos=1, retain=False)
         return int(info.mid)
 
+    def publish_record(self, topic: str, payload: bytes) -> int:
+        """Queue one retained record at QoS 1; returns the mid its PUBACK will carry."""
+        info = self._client.publish(topic, payload, qos=1, retain=True)
+        return int(info.mid)
+
+    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+        """Call ``handler(topic, payload)`` for every message on ``topic_filter``, from
+        paho's thread (so it must only hand the message over). Subscribed at every
+        connect, so the broker's retained messages arrive again after each one.
+        Call before :meth:`start`.
+        """
+        self._handlers[topic_filter] = handler
+
+    def acknowledgements(self) -> queue.SimpleQueue[int]:
+        """A queue that receives the mid of every PUBACK from now on. Call before :meth:`start`."""
+        acks: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._ack_queues.append(acks)
+        return acks
+
     def publish_state(self, topic: str, payload: str | bytes, qos: int = 1) -> None:
         """A state change (presence, snapshot): not retained, not kept in the outbox."""
         self._client.publish(topic, payload, qos=qos, retain=False)
-
-    def acknowledged(self) -> list[int]:
-        """Message ids the broker acknowledged since the last call."""
-        mids = []
-        while True:
-            try:
-                mids.append(self._acks.get_nowait())
-            except queue.Empty:
-                return mids
 
     def stop(self, timeout: float = 2.0) -> None:
         """Publish ``offline`` (if connected), disconnect and stop the network thread.
@@ -178,6 +230,8 @@ class MqttLink:
         self._problems.clear()
         logger.info(f"connected to MQTT broker {self._where()}")
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        for topic_filter in self._handlers:
+            client.subscribe(topic_filter, qos=1)
         if self.settings.discovery:
             client.subscribe(self._ha_status, qos=1)
             self._send_discovery(client)
@@ -203,11 +257,16 @@ class MqttLink:
         self, client: paho.Client, userdata: Any, mid: int, reason: Any, properties: Any
     ) -> None:
         # Runs in paho's thread under its message lock: only hand the mid over.
-        self._acks.put(mid)
+        for acks in self._ack_queues:
+            acks.put(mid)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         if message.topic == self._ha_status and message.payload == ONLINE.encode():
             self._send_discovery(client)
+            return
+        for topic_filter, handler in self._handlers.items():
+            if paho.topic_matches_sub(topic_filter, message.topic):
+                handler(message.topic, bytes(message.payload))
 
     def _send_discovery(self, client: paho.Client) -> None:
         for topic, payload in discovery_messages(

@@ -35,6 +35,7 @@ class EventPublisher:
         self.link = link
         self.out = out or sys.stdout
         self._inflight: dict[int, str] = {}
+        self._acks = link.acknowledgements() if link is not None else None
 
     def start(self) -> int:
         """Start the broker link and resend what the outbox still holds; returns that count."""
@@ -80,10 +81,8 @@ class EventPublisher:
 
     def poll(self) -> None:
         """Forget every event the broker acknowledged."""
-        if self.link is None:
-            return
-        for mid in self.link.acknowledged():
-            event_id = self._inflight.pop(mid, None)
+        while self._acks is not None and not self._acks.empty():
+            event_id = self._inflight.pop(self._acks.get_nowait(), None)
             if event_id is not None:
                 try:
                     self.outbox.remove(event_id)

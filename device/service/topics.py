@@ -45,3 +45,23 @@ class Topics:
 
     def event(self, name: str) -> str:
         return f"{self.base}/{name}"
+
+
+@dataclass(frozen=True)
+class SiteTopics:
+    """The topics a site's doors share, under ``<prefix>/site/<site_id>``.
+
+    A person's record is named by its record id (derived from the site key),
+    never by the person's name.
+    """
+
+    prefix: str
+    site_id: str
+
+    @property
+    def people(self) -> str:
+        """The filter that matches every person's record."""
+        return f"{self.prefix}/site/{self.site_id}/people/+"
+
+    def person(self, record_id: str) -> str:
+        return f"{self.prefix}/site/{self.site_id}/people/{record_id}"

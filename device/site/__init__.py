@@ -1,0 +1,1 @@
+"""A site: the doors of one household sharing one gallery over their MQTT broker."""

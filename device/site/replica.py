@@ -1,0 +1,175 @@
+"""This door's copy of the site's gallery: local changes out, remote records in.
+
+Each door's gallery file holds, beside the people, one ``site_records`` row per
+record id: the stamp of the latest change this door made or accepted, the
+digest of the person as it then stood ("" after a removal), and whether the
+broker has acknowledged the door's own change.
+
+- Local changes are found by comparing the gallery with those rows, not by
+  hooking every command: ``peephole enroll``, ``people rename`` or ``people
+  remove`` (other processes, maybe while the service was stopped) change the
+  gallery; the service stamps whatever differs and sends it.
+- A remote record is applied when its stamp is later than the row's. The
+  person is replaced, or removed, and the row updated in the same
+  transaction, so the next comparison sees no local change.
+- A remote record older than the row means the broker holds a stale copy
+  (a failover, a broker restored from backup): the row is marked unsent and
+  this door's newer copy goes out again. So does a record that fails to open
+  (tampered with on the broker): the doors that hold the person heal it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from device.identity.export_format import ExportedPerson
+from device.identity.gallery import Gallery, name_key
+from device.site.clock import HybridClock, Stamp
+from device.site.key import SiteKey
+from device.site.records import PersonRecord, RecordError, person_digest
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What a remote record did here: ``change`` is "enrolled", "updated", "removed" or ""."""
+
+    record: PersonRecord
+    change: str
+    # This door holds a later change than the record: it must send its own again.
+    resend: bool = False
+
+
+@dataclass(frozen=True)
+class _Row:
+    stamp: Stamp
+    digest: str
+    removed: bool
+    published: bool
+
+
+class SiteReplica:
+    """The site's records as seen from one door's gallery. Not thread-safe, like the Gallery."""
+
+    def __init__(self, gallery: Gallery, key: SiteKey, clock: HybridClock) -> None:
+        self.gallery = gallery
+        self.key = key
+        self.clock = clock
+        latest = gallery.db.execute("SELECT MAX(stamp) FROM site_records").fetchone()[0]
+        if latest:
+            clock.observe(Stamp.from_text(latest))
+
+    def stamp_local_changes(self) -> list[PersonRecord]:
+        """Stamp every person added, changed or removed here since the last look."""
+        changed = []
+        with self.gallery.transaction():
+            rows = self._rows()
+            present = set()
+            for person in self.gallery.export_records():
+                record_id = self.key.record_id(name_key(person.name))
+                present.add(record_id)
+                row = rows.get(record_id)
+                digest = person_digest(person)
+                if row is None or row.removed or row.digest != digest:
+                    record = PersonRecord(record_id, self.clock.tick(), person)
+                    self._write_row(record, digest, published=False)
+                    changed.append(record)
+            for record_id, row in rows.items():
+                if not row.removed and record_id not in present:
+                    tombstone = PersonRecord(record_id, self.clock.tick(), None)
+                    self._write_row(tombstone, "", published=False)
+                    changed.append(tombstone)
+        return changed
+
+    def unsent(self) -> list[PersonRecord]:
+        """This door's changes that the broker has not acknowledged yet, oldest first."""
+        records = []
+        pending = [(record_id, row) for record_id, row in self._rows().items() if not row.published]
+        for record_id, row in sorted(pending, key=lambda item: item[1].stamp):
+            person = None if row.removed else self._local_person(record_id)
+            if person is None and not row.removed:
+                continue  # removed since; the next stamp_local_changes sends the tombstone
+            records.append(PersonRecord(record_id, row.stamp, person))
+        return records
+
+    def mark_sent(self, record_id: str, stamp: Stamp) -> None:
+        """The broker has this change (unless a later one was made meanwhile)."""
+        with self.gallery.transaction():
+            self.gallery.db.execute(
+                "UPDATE site_records SET published = 1 WHERE record_id = ? AND stamp = ?",
+                [record_id, stamp.to_text()],
+            )
+
+    def resend(self, record_id: str) -> bool:
+        """Send this door's copy of a record again (the broker's copy was refused); False if none."""
+        with self.gallery.transaction():
+            row = self._rows(record_id).get(record_id)
+            if row is None:
+                return False
+            self._set_unsent(record_id)
+        return True
+
+    def apply(self, record: PersonRecord) -> Applied:
+        """Take a record from the site if it is later than what this door holds."""
+        self.clock.observe(record.stamp)
+        with self.gallery.transaction():
+            row = self._rows(record.record_id).get(record.record_id)
+            if row is not None and row.stamp >= record.stamp:
+                stale = row.stamp > record.stamp
+                if stale and row.published:
+                    self._set_unsent(record.record_id)
+                return Applied(record, "", resend=stale)
+            known = self._local_person(record.record_id)
+            if record.person is None:
+                if known is not None:
+                    self.gallery.remove_person_by_key(name_key(known.name))
+                self._write_row(record, "", published=True)
+                return Applied(record, "removed" if known is not None else "")
+            self._check_record_id(record.record_id, record.person)
+            self.gallery.replace_person(record.person)
+            stored = self.gallery.export_records(name_key(record.person.name))
+            self._write_row(record, person_digest(stored[0]), published=True)
+            return Applied(record, "updated" if known is not None else "enrolled")
+
+    def _check_record_id(self, record_id: str, person: ExportedPerson) -> None:
+        expected = self.key.record_id(name_key(person.name))
+        if expected != record_id:
+            # Sealed with our key yet under another person's record: refuse, or it would
+            # overwrite the wrong person.
+            raise RecordError(f"record {record_id} holds another person's record")
+
+    def _local_person(self, record_id: str) -> ExportedPerson | None:
+        for name in self.gallery.names():
+            key = name_key(name)
+            if self.key.record_id(key) == record_id:
+                return self.gallery.export_records(key)[0]
+        return None
+
+    def _rows(self, only: str | None = None) -> dict[str, _Row]:
+        table = self.gallery.db.table("site_records")
+        where, arguments = ("record_id = ?", [only]) if only is not None else (None, None)
+        return {
+            row["record_id"]: _Row(
+                Stamp.from_text(row["stamp"]),
+                row["digest"],
+                bool(row["removed"]),
+                bool(row["published"]),
+            )
+            for row in table.rows_where(where, arguments)
+        }
+
+    def _write_row(self, record: PersonRecord, digest: str, *, published: bool) -> None:
+        self.gallery.db.table("site_records").upsert(
+            {
+                "record_id": record.record_id,
+                "stamp": record.stamp.to_text(),
+                "digest": digest,
+                "removed": int(record.removed),
+                "published": int(published),
+            },
+            pk="record_id",
+        )
+
+    def _set_unsent(self, record_id: str) -> None:
+        self.gallery.db.execute(
+            "UPDATE site_records SET published = 0 WHERE record_id = ?", [record_id]
+        )

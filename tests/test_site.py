@@ -1,0 +1,277 @@
+"""A site's gallery records: the clock, the sealing, and replication between real gallery files.
+
+No broker here: records pass from one door's replica to another's by hand, in
+every order, so the conflict rule can be checked exactly. The broker path is in
+tests/test_site_e2e.py.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+from device.cli import main
+from device.config import load_config, parse_config
+from device.errors import ConfigError
+from device.identity.gallery import Gallery, Sample
+from device.site.clock import HybridClock, Stamp
+from device.site.key import SealError, SiteKey
+from device.site.records import PersonRecord, RecordError, decode_record, encode_record
+from device.site.replica import SiteReplica
+from tests.conftest import require_shared
+
+KEY_A = "a" * 64
+
+
+def crops(person: str, count: int) -> list[bytes]:
+    folder = require_shared(f"data/celebrity112/{person}")
+    return [path.read_bytes() for path in sorted(folder.glob("*.png"))[:count]]
+
+
+def samples(person: str, count: int, seed: int) -> list[Sample]:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return [
+        Sample(vector, 0.9, f"photo:{i}", png)
+        for i, (vector, png) in enumerate(zip(vectors, crops(person, count), strict=True))
+    ]
+
+
+class Door:
+    """One door's gallery file and replica, with a hand-driven clock."""
+
+    def __init__(self, folder: Path, name: str, key: SiteKey) -> None:
+        self.now = 1_000_000
+        self.gallery = Gallery.open(folder / f"{name}.db")
+        self.replica = SiteReplica(self.gallery, key, HybridClock(name, lambda: self.now))
+
+    def changes(self) -> list[PersonRecord]:
+        return self.replica.stamp_local_changes()
+
+    def names(self) -> list[str]:
+        return self.gallery.names()
+
+
+@pytest.fixture
+def key() -> SiteKey:
+    return SiteKey.generate()[0]
+
+
+@pytest.fixture
+def doors(tmp_path: Path, key: SiteKey) -> Iterator[tuple[Door, Door]]:
+    a, b = Door(tmp_path, "front", key), Door(tmp_path, "back", key)
+    yield a, b
+    a.gallery.close()
+    b.gallery.close()
+
+
+def test_a_stamp_is_later_than_every_stamp_made_or_seen() -> None:
+    wall = [5_000]
+    clock = HybridClock("front", lambda: wall[0])
+    first = clock.tick()
+    second = clock.tick()  # same millisecond
+    assert first < second and second.counter == 1
+    clock.observe(Stamp(9_000, 3, "back"))  # another door, its clock ahead of ours
+    after = clock.tick()
+    assert after > Stamp(9_000, 3, "back") and after.origin == "front"
+    wall[0] = 4_000  # our wall clock steps back
+    assert clock.tick() > after
+
+
+@given(
+    st.tuples(st.integers(0, 10**14), st.integers(0, 10**5), st.sampled_from(["a", "b", "ab"])),
+    st.tuples(st.integers(0, 10**14), st.integers(0, 10**5), st.sampled_from(["a", "b", "ab"])),
+)
+def test_stamp_text_sorts_as_the_stamps_do(
+    left: tuple[int, int, str], right: tuple[int, int, str]
+) -> None:
+    one, two = Stamp(*left), Stamp(*right)
+    assert (one.to_text() < two.to_text()) == (one < two)
+    assert Stamp.from_text(one.to_text()) == one
+
+
+def test_a_sealed_record_opens_only_with_the_key_and_topic_it_was_sealed_for(key: SiteKey) -> None:
+    topic = "peephole/site/home/people/0123"
+    sealed = key.seal(b"secret face", topic)
+    assert key.open(sealed, topic) == b"secret face"
+    assert b"secret face" not in sealed
+    tampered = bytearray(sealed)
+    tampered[-5] ^= 1
+    with pytest.raises(SealError, match="does not verify"):
+        key.open(bytes(tampered), topic)
+    with pytest.raises(SealError):
+        key.open(sealed, "peephole/site/home/people/4567")  # moved to another person's topic
+    with pytest.raises(SealError):
+        SiteKey.generate()[0].open(sealed, topic)  # another site's key
+    with pytest.raises(SealError, match="not a sealed"):
+        key.open(b"hello", topic)
+
+
+def test_record_ids_hide_names_and_agree_between_doors() -> None:
+    text = SiteKey.generate()[1]
+    one, two = SiteKey.from_text(text), SiteKey.from_text(text)
+    assert one.record_id("alice") == two.record_id("alice") != one.record_id("bob")
+    assert "alice" not in one.record_id("alice")
+    assert SiteKey.generate()[0].record_id("alice") != one.record_id("alice")
+    assert one.fingerprint == two.fingerprint
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('[site]\nid = "home"\nkey = "too-short"\n', "not a site key"),
+        ('[site]\nkey = "' + "A" * 43 + '"\n', "needs an id"),
+        ('[site]\nid = "home/garage"\n', "must not contain"),
+        ('[site]\nid = "home"\ncolour = 1\n', "unknown option 'colour'"),
+    ],
+)
+def test_a_bad_site_section_is_refused(section: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(tomllib.loads(section))
+
+
+def test_a_damaged_record_is_refused(key: SiteKey) -> None:
+    with pytest.raises(RecordError, match="damaged"):
+        decode_record(b'{"format": "peephole-site-record/1"}', "00")
+    good = encode_record(PersonRecord("00", Stamp(1, 0, "front"), None))
+    with pytest.raises(RecordError, match="says it is record"):
+        decode_record(good, "11")
+
+
+def test_an_enrollment_reaches_the_other_door_and_nothing_echoes_back(
+    doors: tuple[Door, Door],
+) -> None:
+    front, back = doors
+    front.gallery.add_person_samples(
+        "Drew Barrymore", samples("Drew_Barrymore", 3, 1), KEY_A, append=False
+    )
+    sent = front.changes()
+    assert [r.person.name for r in sent if r.person] == ["Drew Barrymore"]
+    assert front.changes() == [], "an unchanged gallery has nothing new to send"
+    applied = back.replica.apply(sent[0])
+    assert applied.change == "enrolled"
+    assert back.names() == ["Drew Barrymore"]
+    assert back.gallery.export_records()[0].crops == front.gallery.export_records()[0].crops
+    np.testing.assert_array_equal(
+        back.gallery.person_embeddings("Drew Barrymore", KEY_A),
+        front.gallery.person_embeddings("Drew Barrymore", KEY_A),
+    )
+    assert back.changes() == [], "a record applied here is not a change made here"
+    assert back.replica.apply(sent[0]).change == "", "the same record twice changes nothing"
+    # A visit moves last_seen: no reason to replicate.
+    back.gallery.touch_last_seen("Drew Barrymore", 2e9)
+    assert back.changes() == []
+
+
+def test_removal_rename_and_append_travel_as_whole_records(doors: tuple[Door, Door]) -> None:
+    front, back = doors
+    front.gallery.add_person_samples(
+        "Drew Barrymore", samples("Drew_Barrymore", 2, 1), KEY_A, append=False
+    )
+    front.gallery.add_person_samples(
+        "Gwyneth Paltrow", samples("Gwyneth_Paltrow", 2, 2), KEY_A, append=False
+    )
+    for record in front.changes():
+        back.replica.apply(record)
+    back.now += 10
+    back.gallery.remove_person("Drew Barrymore")
+    back.gallery.rename_person("Gwyneth Paltrow", "Gwyneth")
+    back.gallery.add_person_samples("Gwyneth", samples("Gwyneth_Paltrow", 1, 3), KEY_A, append=True)
+    changes = back.changes()
+    assert sorted(r.removed for r in changes) == [False, True, True]
+    for record in changes:
+        front.replica.apply(record)
+    assert front.names() == ["Gwyneth"]
+    assert len(front.gallery.person_embeddings("Gwyneth", KEY_A)) == 3
+    assert front.changes() == []
+
+
+def test_the_later_change_wins_on_both_doors_whatever_the_order(doors: tuple[Door, Door]) -> None:
+    front, back = doors
+    front.gallery.add_person_samples(
+        "Drew Barrymore", samples("Drew_Barrymore", 1, 1), KEY_A, append=False
+    )
+    (enrolled,) = front.changes()
+    back.replica.apply(enrolled)
+    # Both change Drew while apart: front appends a sample, later back removes her.
+    front.now += 5
+    front.gallery.add_person_samples(
+        "Drew Barrymore", samples("Drew_Barrymore", 2, 4)[1:], KEY_A, append=True
+    )
+    (appended,) = front.changes()
+    back.now += 50
+    back.gallery.remove_person("Drew Barrymore")
+    (removed,) = back.changes()
+    assert removed.stamp > appended.stamp
+    # Each door hears of the other's change: the removal wins on both.
+    assert front.replica.apply(removed).change == "removed"
+    assert back.replica.apply(appended).change == ""
+    assert front.names() == back.names() == []
+    assert front.changes() == back.changes() == []
+
+
+def test_a_stale_copy_on_the_broker_makes_the_door_send_its_own_again(
+    doors: tuple[Door, Door],
+) -> None:
+    front = doors[0]
+    front.gallery.add_person_samples(
+        "Drew Barrymore", samples("Drew_Barrymore", 1, 1), KEY_A, append=False
+    )
+    (first,) = front.changes()
+    front.replica.mark_sent(first.record_id, first.stamp)
+    front.now += 5
+    front.gallery.rename_person("Drew Barrymore", "Drew")
+    newer = front.changes()
+    for record in newer:
+        front.replica.mark_sent(record.record_id, record.stamp)
+    assert front.replica.unsent() == []
+    # The broker (restored from a backup, say) hands the first record back.
+    assert front.replica.apply(first).resend
+    assert [r.stamp for r in front.replica.unsent()] == [
+        r.stamp for r in newer if r.record_id == first.record_id
+    ]
+
+
+def test_a_record_sealed_under_another_persons_id_is_refused(doors: tuple[Door, Door]) -> None:
+    front, back = doors
+    front.gallery.add_person_samples(
+        "Drew Barrymore", samples("Drew_Barrymore", 1, 1), KEY_A, append=False
+    )
+    (record,) = front.changes()
+    moved = PersonRecord("f" * 32, record.stamp, record.person)
+    with pytest.raises(RecordError, match="another person"):
+        back.replica.apply(moved)
+    assert back.names() == []
+
+
+def test_site_init_writes_a_section_every_door_can_use(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[mqtt]\ndevice_id = "front"\n')
+    runner = CliRunner()
+    made = runner.invoke(
+        main, ["--config", str(config), "site", "init", "--id", "home", "--write", str(config)]
+    )
+    assert made.exit_code == 0, made.output
+    assert config.stat().st_mode & 0o777 == 0o600
+    loaded = load_config(config)
+    assert loaded.site.id == "home" and loaded.mqtt.device_id == "front"
+    key = SiteKey.from_text(loaded.site.key)
+    assert key.open(key.seal(b"x", "t"), "t") == b"x"
+    again = runner.invoke(
+        main, ["--config", str(config), "site", "init", "--id", "home", "--write", str(config)]
+    )
+    assert again.exit_code == 1 and "already has a [site] section" in again.output
+    assert load_config(config).site.key == loaded.site.key, "the first key must survive"
+    printed = runner.invoke(main, ["site", "init", "--id", "home"])
+    assert printed.exit_code == 0
+    assert printed.output.startswith('[site]\nid = "home"\nkey = "')
+    refused = runner.invoke(main, ["site", "init", "--id", "home/x"])
+    assert refused.exit_code == 1 and "must not contain" in refused.output
