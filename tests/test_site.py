@@ -20,38 +20,49 @@ from hypothesis import strategies as st
 from device.cli import main
 from device.config import load_config, parse_config
 from device.errors import ConfigError
+from device.identity.enroll import decode_crop, embed_missing_crops
 from device.identity.gallery import Gallery, Sample
 from device.site.clock import HybridClock, Stamp
 from device.site.key import SealError, SiteKey
 from device.site.records import PersonRecord, RecordError, decode_record, encode_record
 from device.site.replica import SiteReplica
+from device.vision.embedder import FaceEmbedder
 from tests.conftest import require_shared
 
-KEY_A = "a" * 64
+
+@pytest.fixture(scope="module")
+def embedder(reference_f32: tuple[Path, Path]) -> FaceEmbedder:
+    return FaceEmbedder.from_files(*reference_f32, num_threads=1)
 
 
-def crops(person: str, count: int) -> list[bytes]:
-    folder = require_shared(f"data/celebrity112/{person}")
-    return [path.read_bytes() for path in sorted(folder.glob("*.png"))[:count]]
+def by_rows(vectors: np.ndarray) -> np.ndarray:
+    """The rows in a fixed order (by their first value), to compare sets of embeddings."""
+    return vectors[np.argsort(vectors[:, 0])]
 
 
-def samples(person: str, count: int, seed: int) -> list[Sample]:
-    rng = np.random.default_rng(seed)
-    vectors = rng.standard_normal((count, 128)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    return [
-        Sample(vector, 0.9, f"photo:{i}", png)
-        for i, (vector, png) in enumerate(zip(vectors, crops(person, count), strict=True))
-    ]
+def crop(person: str, index: int) -> bytes:
+    """A real aligned 112x112 crop of ``person`` (PNG)."""
+    return sorted(require_shared(f"data/celebrity112/{person}").glob("*.png"))[index].read_bytes()
 
 
 class Door:
     """One door's gallery file and replica, with a hand-driven clock."""
 
-    def __init__(self, folder: Path, name: str, key: SiteKey) -> None:
+    def __init__(self, folder: Path, name: str, key: SiteKey, embedder: FaceEmbedder) -> None:
         self.now = 1_000_000
+        self.embedder = embedder
         self.gallery = Gallery.open(folder / f"{name}.db")
         self.replica = SiteReplica(self.gallery, key, HybridClock(name, lambda: self.now))
+
+    def enroll(
+        self, name: str, person: str, count: int, first: int = 0, append: bool = False
+    ) -> None:
+        """Store real crops of ``person`` and their embeddings, as enrollment does."""
+        samples = [
+            Sample(self.embedder.embed(decode_crop(png)), 0.9, f"photo:{i}", png)
+            for i, png in ((i, crop(person, i)) for i in range(first, first + count))
+        ]
+        self.gallery.add_person_samples(name, samples, self.embedder.embedding_key, append=append)
 
     def changes(self) -> list[PersonRecord]:
         return self.replica.stamp_local_changes()
@@ -66,8 +77,8 @@ def key() -> SiteKey:
 
 
 @pytest.fixture
-def doors(tmp_path: Path, key: SiteKey) -> Iterator[tuple[Door, Door]]:
-    a, b = Door(tmp_path, "front", key), Door(tmp_path, "back", key)
+def doors(tmp_path: Path, key: SiteKey, embedder: FaceEmbedder) -> Iterator[tuple[Door, Door]]:
+    a, b = Door(tmp_path, "front", key, embedder), Door(tmp_path, "back", key, embedder)
     yield a, b
     a.gallery.close()
     b.gallery.close()
@@ -150,19 +161,23 @@ def test_an_enrollment_reaches_the_other_door_and_nothing_echoes_back(
     doors: tuple[Door, Door],
 ) -> None:
     front, back = doors
-    front.gallery.add_person_samples(
-        "Drew Barrymore", samples("Drew_Barrymore", 3, 1), KEY_A, append=False
-    )
+    front.enroll("Drew Barrymore", "Drew_Barrymore", 3)
+    key = front.embedder.embedding_key
+    without_crop = Sample(front.embedder.embed(decode_crop(crop("Drew_Barrymore", 3))), 0.8, "x")
+    front.gallery.add_person_samples("Drew Barrymore", [without_crop], key, append=True)
     sent = front.changes()
     assert [r.person.name for r in sent if r.person] == ["Drew Barrymore"]
     assert front.changes() == [], "an unchanged gallery has nothing new to send"
-    applied = back.replica.apply(sent[0])
-    assert applied.change == "enrolled"
+    assert back.replica.apply(sent[0]).change == "enrolled"
     assert back.names() == ["Drew Barrymore"]
     assert back.gallery.export_records()[0].crops == front.gallery.export_records()[0].crops
-    np.testing.assert_array_equal(
-        back.gallery.person_embeddings("Drew Barrymore", KEY_A),
-        front.gallery.person_embeddings("Drew Barrymore", KEY_A),
+    # Crops travel, their embeddings do not: each door embeds them with its own model.
+    assert len(back.gallery.person_embeddings("Drew Barrymore", key)) == 1
+    assert embed_missing_crops(back.gallery, back.embedder) == 3
+    np.testing.assert_allclose(
+        by_rows(back.gallery.person_embeddings("Drew Barrymore", key)),
+        by_rows(front.gallery.person_embeddings("Drew Barrymore", key)),
+        atol=1e-6,
     )
     assert back.changes() == [], "a record applied here is not a change made here"
     assert back.replica.apply(sent[0]).change == "", "the same record twice changes nothing"
@@ -173,39 +188,31 @@ def test_an_enrollment_reaches_the_other_door_and_nothing_echoes_back(
 
 def test_removal_rename_and_append_travel_as_whole_records(doors: tuple[Door, Door]) -> None:
     front, back = doors
-    front.gallery.add_person_samples(
-        "Drew Barrymore", samples("Drew_Barrymore", 2, 1), KEY_A, append=False
-    )
-    front.gallery.add_person_samples(
-        "Gwyneth Paltrow", samples("Gwyneth_Paltrow", 2, 2), KEY_A, append=False
-    )
+    front.enroll("Drew Barrymore", "Drew_Barrymore", 2)
+    front.enroll("Gwyneth Paltrow", "Gwyneth_Paltrow", 2)
     for record in front.changes():
         back.replica.apply(record)
     back.now += 10
     back.gallery.remove_person("Drew Barrymore")
     back.gallery.rename_person("Gwyneth Paltrow", "Gwyneth")
-    back.gallery.add_person_samples("Gwyneth", samples("Gwyneth_Paltrow", 1, 3), KEY_A, append=True)
+    back.enroll("Gwyneth", "Gwyneth_Paltrow", 1, first=2, append=True)
     changes = back.changes()
     assert sorted(r.removed for r in changes) == [False, True, True]
     for record in changes:
         front.replica.apply(record)
     assert front.names() == ["Gwyneth"]
-    assert len(front.gallery.person_embeddings("Gwyneth", KEY_A)) == 3
+    assert embed_missing_crops(front.gallery, front.embedder) == 3
     assert front.changes() == []
 
 
 def test_the_later_change_wins_on_both_doors_whatever_the_order(doors: tuple[Door, Door]) -> None:
     front, back = doors
-    front.gallery.add_person_samples(
-        "Drew Barrymore", samples("Drew_Barrymore", 1, 1), KEY_A, append=False
-    )
+    front.enroll("Drew Barrymore", "Drew_Barrymore", 1)
     (enrolled,) = front.changes()
     back.replica.apply(enrolled)
     # Both change Drew while apart: front appends a sample, later back removes her.
     front.now += 5
-    front.gallery.add_person_samples(
-        "Drew Barrymore", samples("Drew_Barrymore", 2, 4)[1:], KEY_A, append=True
-    )
+    front.enroll("Drew Barrymore", "Drew_Barrymore", 1, first=1, append=True)
     (appended,) = front.changes()
     back.now += 50
     back.gallery.remove_person("Drew Barrymore")
@@ -222,9 +229,7 @@ def test_a_stale_copy_on_the_broker_makes_the_door_send_its_own_again(
     doors: tuple[Door, Door],
 ) -> None:
     front = doors[0]
-    front.gallery.add_person_samples(
-        "Drew Barrymore", samples("Drew_Barrymore", 1, 1), KEY_A, append=False
-    )
+    front.enroll("Drew Barrymore", "Drew_Barrymore", 1)
     (first,) = front.changes()
     front.replica.mark_sent(first.record_id, first.stamp)
     front.now += 5
@@ -242,9 +247,7 @@ def test_a_stale_copy_on_the_broker_makes_the_door_send_its_own_again(
 
 def test_a_record_sealed_under_another_persons_id_is_refused(doors: tuple[Door, Door]) -> None:
     front, back = doors
-    front.gallery.add_person_samples(
-        "Drew Barrymore", samples("Drew_Barrymore", 1, 1), KEY_A, append=False
-    )
+    front.enroll("Drew Barrymore", "Drew_Barrymore", 1)
     (record,) = front.changes()
     moved = PersonRecord("f" * 32, record.stamp, record.person)
     with pytest.raises(RecordError, match="another person"):

@@ -9,11 +9,9 @@ import click
 
 from device.cli.app import AppContext, pass_app
 from device.errors import GalleryError
-from device.identity.enroll import (
-    decode_crop,
-)
+from device.identity.enroll import embed_missing_crops
 from device.identity.export_format import parse_export, write_export
-from device.identity.gallery import Gallery, Sample
+from device.identity.gallery import Gallery
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +54,8 @@ def gallery_reembed(app: AppContext) -> None:
     """Embed the stored crops with the current model (after a model change)."""
     embedder = app.embedder()
     with app.open_gallery() as gallery:
-        missing = gallery.crops_missing(embedder.embedding_key)
-        rows = [
-            (crop_id, person_id, Sample(embedder.embed(decode_crop(png)), quality, source))
-            for crop_id, person_id, _name, png, quality, source in missing
-        ]
-        if rows:
-            gallery.add_crop_embeddings(rows, embedder.embedding_key)
+        embedded = embed_missing_crops(gallery, embedder)
         stranded = [s.name for s in gallery.summaries(embedder.embedding_key) if s.samples == 0]
-    click.echo(f"re-embedded {len(rows)} crop(s) with model {embedder.embedding_key[:12]}")
+    click.echo(f"re-embedded {embedded} crop(s) with model {embedder.embedding_key[:12]}")
     if stranded:
         logger.warning(f"no stored crops, re-enroll: {', '.join(stranded)}")

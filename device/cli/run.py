@@ -27,6 +27,7 @@ from device.service.tracker import Cooldown, VisitorTracker
 from device.site.clock import HybridClock
 from device.site.key import SiteKey
 from device.site.replica import SiteReplica
+from device.vision.embedder import FaceEmbedder
 from device.vision.sources import SourceOptions, open_source
 
 logger = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def warn_stale_people(gallery: Gallery, embedding_key: str) -> None:
 
 
 def site_replication(
-    config: Config, gallery: Gallery, link: MqttLink | None
+    config: Config, gallery: Gallery, link: MqttLink | None, embedder: FaceEmbedder
 ) -> GalleryReplication | None:
     """Gallery replication when this door is on a site, has its key and a broker."""
     site = config.site
@@ -100,7 +101,8 @@ def site_replication(
     key = SiteKey.from_text(site.key)
     replica = SiteReplica(gallery, key, HybridClock(config.mqtt.device_id))
     logger.info(f"site {site.id!r} (key {key.fingerprint}): sharing the gallery over the broker")
-    return GalleryReplication(replica, key, SiteTopics(config.mqtt.topic_prefix, site.id), link)
+    topics = SiteTopics(config.mqtt.topic_prefix, site.id)
+    return GalleryReplication(replica, key, topics, link, embedder)
 
 
 @click.command()
@@ -158,7 +160,7 @@ def run(
         cleanup.callback(frames.close)
         link = MqttLink(settings) if settings.brokers() else None
         publisher = EventPublisher(store, Topics(settings.topic_prefix, settings.device_id), link)
-        replication = site_replication(config, gallery, link)
+        replication = site_replication(config, gallery, link, embedder)
         notifier = SystemdNotifier()
         if not config.runtime.watchdog:
             notifier.watchdog_interval = None

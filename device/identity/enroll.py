@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 
 from device.errors import GalleryError, ImageError, PeepholeError, SourceError
-from device.identity.gallery import Sample
+from device.identity.gallery import Gallery, Sample
+from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import IMAGE_SUFFIXES, read_image
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import SourceOptions, open_source
@@ -128,6 +129,21 @@ def decode_crop(png: bytes) -> np.ndarray:
     if image is None or image.shape[:2] != (112, 112):
         raise ImageError("a stored crop is not a readable 112x112 image")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def embed_missing_crops(gallery: Gallery, embedder: FaceEmbedder) -> int:
+    """Embed every stored crop the model has no embedding of yet; returns how many.
+
+    After a model change, and after crops arrive from another door of the site.
+    """
+    missing = gallery.crops_missing(embedder.embedding_key)
+    rows = [
+        (crop_id, person_id, Sample(embedder.embed(decode_crop(png)), quality, source))
+        for crop_id, person_id, _name, png, quality, source in missing
+    ]
+    if rows:
+        gallery.add_crop_embeddings(rows, embedder.embedding_key)
+    return len(rows)
 
 
 def image_paths(paths: list[Path]) -> list[Path]:

@@ -15,21 +15,29 @@ from __future__ import annotations
 import logging
 import queue
 
+from device.identity.enroll import embed_missing_crops
 from device.service.mqtt import MqttLink
 from device.service.topics import SiteTopics
 from device.site.clock import Stamp
 from device.site.key import SealError, SiteKey
 from device.site.records import RecordError, decode_record, encode_record
 from device.site.replica import Applied, SiteReplica
+from device.vision.embedder import FaceEmbedder
 
 logger = logging.getLogger(__name__)
 
 
 class GalleryReplication:
     def __init__(
-        self, replica: SiteReplica, key: SiteKey, topics: SiteTopics, link: MqttLink
+        self,
+        replica: SiteReplica,
+        key: SiteKey,
+        topics: SiteTopics,
+        link: MqttLink,
+        embedder: FaceEmbedder,
     ) -> None:
         self.replica = replica
+        self.embedder = embedder
         self.key = key
         self.topics = topics
         self.link = link
@@ -61,6 +69,8 @@ class GalleryReplication:
             if result is not None:
                 applied.append(result)
                 self._send_pending |= result.resend
+        if any(result.change for result in applied):
+            embed_missing_crops(gallery, self.embedder)
         self._generation = gallery.generation()
         while not self._acks.empty():
             sent = self._inflight.pop(self._acks.get_nowait(), None)

@@ -1,8 +1,11 @@
 """One person's replicated record: what travels, sealed, on the site's retained topics.
 
-A record holds everything the gallery keeps about one person (name, crops,
-every model's embeddings: the gallery export's person), stamped by the hybrid
-logical clock. A removal is a record too (a tombstone, no person), kept on the
+A record holds what the gallery keeps about one person that cannot be made
+again: the name, the aligned crops, and embeddings that have no crop (enrolled
+with ``[gallery] store_crops = false``). Embeddings of a crop are left out:
+each door embeds the crops with the model it runs, so doors on different
+models (a rollout half-way) agree, and a model change sends nothing. The
+record is stamped by the hybrid logical clock. A removal is a record too (a tombstone, no person), kept on the
 broker like any other, so a door that was away when someone was removed still
 learns of it. The record is always the person's whole state: the later stamp
 wins, and no merge is ever needed.
@@ -13,7 +16,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from device.errors import PeepholeError
 from device.identity.export_format import ExportedPerson, person_from_json, person_to_json
@@ -68,11 +71,17 @@ def decode_record(data: bytes, record_id: str) -> PersonRecord:
         raise RecordError(f"record {record_id} is damaged: {error!r}") from None
 
 
+def replicable(person: ExportedPerson) -> ExportedPerson:
+    """The part of a stored person that travels: all but the embeddings made from crops."""
+    return replace(person, embeddings=tuple(e for e in person.embeddings if e.crop is None))
+
+
 def person_digest(person: ExportedPerson) -> str:
     """What a change to a person changes: the name, the crops and the embeddings.
 
     Not the times: ``last_seen`` moves at every visit and is no reason to
-    replicate. Two doors holding the same person compute the same digest.
+    replicate. Two doors holding the same person compute the same digest of
+    ``replicable(person)``.
     """
     name = person.name.encode("utf-8")
     content = hashlib.sha256(f"{len(name)}:".encode() + name)

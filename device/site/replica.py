@@ -11,7 +11,9 @@ broker has acknowledged the door's own change.
   gallery; the service stamps whatever differs and sends it.
 - A remote record is applied when its stamp is later than the row's. The
   person is replaced, or removed, and the row updated in the same
-  transaction, so the next comparison sees no local change.
+  transaction, so the next comparison sees no local change. The crops it
+  brought still need embedding with this door's model (the caller's job:
+  ``embed_missing_crops``).
 - A remote record older than the row means the broker holds a stale copy
   (a failover, a broker restored from backup): the row is marked unsent and
   this door's newer copy goes out again. So does a record that fails to open
@@ -26,7 +28,7 @@ from device.identity.export_format import ExportedPerson
 from device.identity.gallery import Gallery, name_key
 from device.site.clock import HybridClock, Stamp
 from device.site.key import SiteKey
-from device.site.records import PersonRecord, RecordError, person_digest
+from device.site.records import PersonRecord, RecordError, person_digest, replicable
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class SiteReplica:
         with self.gallery.transaction():
             rows = self._rows()
             present = set()
-            for person in self.gallery.export_records():
+            for stored in self.gallery.export_records():
+                person = replicable(stored)
                 record_id = self.key.record_id(name_key(person.name))
                 present.add(record_id)
                 row = rows.get(record_id)
@@ -125,9 +128,9 @@ class SiteReplica:
                 self._write_row(record, "", published=True)
                 return Applied(record, "removed" if known is not None else "")
             self._check_record_id(record.record_id, record.person)
-            self.gallery.replace_person(record.person)
+            self.gallery.replace_person(replicable(record.person))
             stored = self.gallery.export_records(name_key(record.person.name))
-            self._write_row(record, person_digest(stored[0]), published=True)
+            self._write_row(record, person_digest(replicable(stored[0])), published=True)
             return Applied(record, "updated" if known is not None else "enrolled")
 
     def _check_record_id(self, record_id: str, person: ExportedPerson) -> None:
@@ -141,7 +144,7 @@ class SiteReplica:
         for name in self.gallery.names():
             key = name_key(name)
             if self.key.record_id(key) == record_id:
-                return self.gallery.export_records(key)[0]
+                return replicable(self.gallery.export_records(key)[0])
         return None
 
     def _rows(self, only: str | None = None) -> dict[str, _Row]:
