@@ -100,6 +100,12 @@ class ModelConfig:
     threshold: float | None = None
     # The best person must beat the runner-up by this much cosine.
     margin: float = 0.05
+    # Where models deployed to the site are installed ("current" links the one in
+    # use); empty: the state directory's models/ (firmware_scripts/deploy-model.sh's).
+    deployed_dir: str = ""
+
+    def resolved_deployed_dir(self) -> Path:
+        return Path(self.deployed_dir) if self.deployed_dir else _default_state_dir() / "models"
 
 
 @dataclass
@@ -254,16 +260,23 @@ class LivenessConfig:
 SITE_KEY_BYTES = 32
 
 
-def decode_site_key(text: str) -> bytes:
-    """The 32 secret bytes of a site key as ``peephole site init`` prints it (URL-safe base64)."""
+def decode_key_text(text: str, refusal: str) -> bytes:
+    """32 key bytes from the URL-safe base64 ``peephole site init`` writes; ConfigError if not."""
     cleaned = text.strip()
     try:
-        secret = base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
+        raw = base64.urlsafe_b64decode(cleaned + "=" * (-len(cleaned) % 4))
     except (binascii.Error, ValueError):
-        secret = b""
-    if len(secret) != SITE_KEY_BYTES:
-        raise ConfigError("[site] key is not a site key (make one with 'peephole site init')")
-    return secret
+        raw = b""
+    if len(raw) != SITE_KEY_BYTES:
+        raise ConfigError(refusal)
+    return raw
+
+
+def decode_site_key(text: str) -> bytes:
+    """The 32 secret bytes of a site key."""
+    return decode_key_text(
+        text, "[site] key is not a site key (make one with 'peephole site init')"
+    )
 
 
 @dataclass
@@ -273,10 +286,14 @@ class SiteConfig:
     ``key`` is the secret ``peephole site init`` made; it seals every record on
     the broker. Keep it in this 0600 file or in ``$PEEPHOLE_SITE_KEY``. An ``id``
     without a key leaves this door on its own gallery (with a warning).
+    ``model_signer`` is the public key of whoever deploys the site's models
+    (``peephole site deploy-model``); without it the door takes no model from
+    the site.
     """
 
     id: str = ""
     key: str = ""
+    model_signer: str = ""
 
     def validate(self) -> None:
         if self.id and (_FORBIDDEN_TOPIC_CHARACTERS | {"/"}) & set(self.id):
@@ -285,6 +302,10 @@ class SiteConfig:
             raise ConfigError("[site] key needs an id (the name of the site)")
         if self.key:
             decode_site_key(self.key)
+        if self.model_signer:
+            if not self.key:
+                raise ConfigError("[site] model_signer needs the site's id and key")
+            decode_key_text(self.model_signer, "[site] model_signer is not a public signing key")
 
 
 @dataclass

@@ -39,6 +39,7 @@ STATUS_FIELDS = {
     "site",
     "site_key",
     "site_records_refused",
+    "model_refused",
 }
 
 
@@ -141,3 +142,4 @@ def test_events_reach_the_other_broker_when_the_first_goes_away(
     assert isinstance(status["fps"], float | int) and status["fps"] > 0
     assert status["last_frame"] and status["status_interval"] == 2.0
     assert (status["site"], status["site_key"], status["site_records_refused"]) == ("", "", 0)
+    assert status["model_refused"] == ""

@@ -20,6 +20,7 @@ from device.config import Config
 from device.errors import ModelError, PeepholeError
 from device.identity.gallery import Gallery
 from device.identity.matching import Matcher, resolve_threshold
+from device.site.model_store import deployed_file_name, deployed_models
 from device.vision.embedder import FaceEmbedder
 from device.vision.manifest import embedding_key, file_sha256, load_manifest_for
 from device.vision.pipeline import FacePipeline, default_model_path
@@ -39,17 +40,39 @@ class AppContext:
 
     @property
     def model_path(self) -> Path:
+        """--model, else the model deployed to the site, else [model] path, else the default."""
         if self.model_override:
             return self.model_override
+        deployed = self.deployed_models()
+        if deployed:
+            return deployed[0]
         if self.config.model.path:
             return Path(self.config.model.path)
         return default_model_path()
+
+    def deployed_models(self) -> list[Path]:
+        """On a site that deploys models: the ``current`` one and the ``previous`` one."""
+        if not self.config.site.model_signer:
+            return []
+        return deployed_models(self.config.model.resolved_deployed_dir())
+
+    @property
+    def model_name(self) -> str:
+        """The model's file name as the user knows it (a deployed one keeps its own)."""
+        return deployed_file_name(self.model_path)
+
+    def use_model(self, embedder: FaceEmbedder, path: Path) -> None:
+        """From now on, run ``embedder`` (loaded from ``path``): a model deployed meanwhile."""
+        self.model_override, self.manifest_override = path, None
+        self._embedder = embedder
+        if self._pipeline is not None:
+            self._pipeline.embedder = embedder
 
     @property
     def manifest_path(self) -> Path | None:
         if self.manifest_override:
             return self.manifest_override
-        if self.config.model.manifest and not self.model_override:
+        if self.config.model.manifest and not self.model_override and not self.deployed_models():
             return Path(self.config.model.manifest)
         return None
 
@@ -63,13 +86,24 @@ class AppContext:
                 raise ModelError(
                     f"the default model is not installed ({self.model_path}); pass --model FILE"
                 )
-            self._embedder = FaceEmbedder.from_files(
-                self.model_path, self.manifest_path, num_threads=self.config.model.num_threads
-            )
+            self._embedder = self._load_embedder()
             logger.debug(
                 f"model {self.model_path} (embedding key {self._embedder.embedding_key[:12]})"
             )
         return self._embedder
+
+    def _load_embedder(self) -> FaceEmbedder:
+        threads = self.config.model.num_threads
+        deployed = [] if self.model_override else self.deployed_models()
+        if len(deployed) < 2:
+            return FaceEmbedder.from_files(self.model_path, self.manifest_path, threads)
+        try:
+            return FaceEmbedder.from_files(deployed[0], None, threads)
+        except ModelError as error:
+            # Rollback: the model deployed before it loaded here, so run that.
+            logger.warning(f"deployed model does not load ({error}); running the previous one")
+            self.model_override = deployed[1]
+            return FaceEmbedder.from_files(deployed[1], None, threads)
 
     def open_gallery(self) -> Gallery:
         """The configured gallery, which must exist already."""

@@ -21,11 +21,13 @@ from device.service.mqtt import MqttLink, parse_broker
 from device.service.outbox import Outbox
 from device.service.publisher import EventPublisher
 from device.service.replication import GalleryReplication
+from device.service.rollout import ModelRollout
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import SiteTopics, Topics
 from device.service.tracker import Cooldown, VisitorTracker
 from device.site.clock import HybridClock
 from device.site.key import SiteKey
+from device.site.model_store import MODEL_FILE
 from device.site.replica import SiteReplica
 from device.vision.embedder import FaceEmbedder
 from device.vision.sources import SourceOptions, open_source
@@ -105,6 +107,21 @@ def site_replication(
     return GalleryReplication(replica, key, topics, link, embedder)
 
 
+def model_rollout(config: Config, gallery: Gallery, link: MqttLink | None) -> ModelRollout | None:
+    """Taking models deployed to the site, when it has a model signer and a broker."""
+    site = config.site
+    if not (site.id and site.key and site.model_signer and link is not None):
+        return None
+    return ModelRollout(
+        topics=SiteTopics(config.mqtt.topic_prefix, site.id),
+        signer_public=site.model_signer,
+        link=link,
+        gallery=gallery,
+        models_dir=config.model.resolved_deployed_dir(),
+        num_threads=config.model.num_threads,
+    )
+
+
 @click.command()
 @click.option("--source", help="picamera2, a camera index, a URL, a video file or an image folder.")
 @click.option("--mqtt", "broker", metavar="HOST[:PORT]", help="MQTT broker (overrides config).")
@@ -138,15 +155,9 @@ def run(
 
     pipeline = app.pipeline()
     embedder = app.embedder()
-    threshold = resolve_threshold(
-        embedder.manifest.identification_threshold, config.model.threshold
-    )
     with contextlib.ExitStack() as cleanup:
         gallery = Gallery.open(app.gallery_path, create=True)
         cleanup.callback(gallery.close)
-        matcher = Matcher.from_gallery(
-            gallery, embedder.embedding_key, threshold, config.model.margin
-        )
         store = Outbox.open(config.runtime.resolved_outbox())
         cleanup.callback(store.close)
         camera = config.camera
@@ -161,6 +172,7 @@ def run(
         link = MqttLink(settings) if settings.brokers() else None
         publisher = EventPublisher(store, Topics(settings.topic_prefix, settings.device_id), link)
         replication = site_replication(config, gallery, link, embedder)
+        rollout = model_rollout(config, gallery, link)
         notifier = SystemdNotifier()
         if not config.runtime.watchdog:
             notifier.watchdog_interval = None
@@ -168,8 +180,8 @@ def run(
         backlog = publisher.start()
         warn_stale_people(gallery, embedder.embedding_key)
         logger.info(
-            f"watching {frames.description}; {len(matcher.people)} people enrolled"
-            + ("" if matcher.people else " (everyone is unknown: see 'peephole enroll --help')")
+            f"watching {frames.description}; {len(gallery.names())} people enrolled"
+            + ("" if gallery.names() else " (everyone is unknown: see 'peephole enroll --help')")
             + "; events to "
             + (
                 f"mqtt://{', '.join(f'{h}:{p}' for h, p in settings.brokers())} and "
@@ -178,27 +190,44 @@ def run(
             )
             + f"stdout; outbox {store.path} ({backlog} waiting)"
         )
-        loop = CameraLoop(
-            pipeline=pipeline,
-            matcher=matcher,
-            gallery=gallery,
-            source=frames,
-            publisher=publisher,
-            tracker=VisitorTracker(matcher.identify, tracker_options(config, threshold)),
-            cooldown=Cooldown(config.runtime.cooldown, same_person=threshold),
-            device_id=settings.device_id,
-            notifier=notifier,
-            stop=stop,
-            options=LoopOptions(
-                stop_after_frames=stop_after_frames,
-                snapshots=settings.snapshots,
-                health_interval=settings.status_interval,
-            ),
-            model=ModelInfo(file=app.model_path.name, embedding_key=embedder.embedding_key),
-            replication=replication,
-        )
         try:
-            stats = loop.run()
+            while True:
+                threshold = resolve_threshold(
+                    embedder.manifest.identification_threshold, config.model.threshold
+                )
+                matcher = Matcher.from_gallery(
+                    gallery, embedder.embedding_key, threshold, config.model.margin
+                )
+                loop = CameraLoop(
+                    pipeline=pipeline,
+                    matcher=matcher,
+                    gallery=gallery,
+                    source=frames,
+                    publisher=publisher,
+                    tracker=VisitorTracker(matcher.identify, tracker_options(config, threshold)),
+                    cooldown=Cooldown(config.runtime.cooldown, same_person=threshold),
+                    device_id=settings.device_id,
+                    notifier=notifier,
+                    stop=stop,
+                    options=LoopOptions(
+                        stop_after_frames=stop_after_frames,
+                        snapshots=settings.snapshots,
+                        health_interval=settings.status_interval,
+                    ),
+                    model=ModelInfo(file=app.model_name, embedding_key=embedder.embedding_key),
+                    replication=replication,
+                    rollout=rollout,
+                )
+                stats = loop.run()
+                if loop.new_model is None:
+                    break
+                embedder = loop.new_model
+                deployed_dir = config.model.resolved_deployed_dir()
+                app.use_model(embedder, deployed_dir / embedder.sha256 / MODEL_FILE)
+                if replication is not None:
+                    replication.embedder = embedder
+                if stop_after_frames is not None:
+                    stop_after_frames = max(1, stop_after_frames - stats.frames)
         finally:
             waiting = publisher.close(SHUTDOWN_FLUSH_SECONDS)
         logger.info(stats.summary() + (f"; {waiting} events wait in the outbox" if waiting else ""))

@@ -44,6 +44,8 @@ class DeviceStatus:
     site: str = ""
     site_key: str = ""
     site_records_refused: int = 0
+    # Why the last model deployed to the site was refused ("" when none was).
+    model_refused: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -7,8 +7,10 @@ broker). The frame loop itself feeds the systemd watchdog, so a camera that
 hangs stops the pings, and publishes the retained health report
 (``device/service/health.py``) at every broker connect and every
 ``health_interval`` seconds. On a site, gallery replication
-(``device/service/replication.py``) runs with each gallery refresh. ``stop``
-(set by SIGTERM/SIGINT) ends the loop after the current frame.
+(``device/service/replication.py``) runs with each gallery refresh, and so
+does model rollout (``device/service/rollout.py``): a deployed model ends the
+loop with ``new_model`` set, for the caller to run it. ``stop`` (set by
+SIGTERM/SIGINT) ends the loop after the current frame.
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from device.service.events import visitor_event, visitor_left_event
 from device.service.health import DeviceStatus, ModelInfo, iso_time
 from device.service.publisher import EventPublisher
 from device.service.replication import GalleryReplication
+from device.service.rollout import ModelRollout
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import PRESENCE_OFF, PRESENCE_ON
 from device.service.tracker import Cooldown, Track, TrackerOptions, TrackerStep, VisitorTracker
+from device.vision.embedder import FaceEmbedder
 from device.vision.liveness import LivenessOptions
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, FrameSource
@@ -114,6 +118,7 @@ class CameraLoop:
         options: LoopOptions,
         model: ModelInfo | None = None,
         replication: GalleryReplication | None = None,
+        rollout: ModelRollout | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.matcher = matcher
@@ -128,6 +133,10 @@ class CameraLoop:
         self.options = options
         self.model = model or ModelInfo(file="", embedding_key="")
         self.replication = replication
+        self.rollout = rollout
+        # Set when a model deployed to the site was installed: the loop ends so
+        # the caller can start it again with this embedder.
+        self.new_model: FaceEmbedder | None = None
         self.stats = RunStats()
         self._announced: set[int] = set()
         self._snapshots: dict[int, bytes] = {}
@@ -141,7 +150,7 @@ class CameraLoop:
         last_status = last_refresh = last_health = started
         frames_at_status = frames_at_health = connections = 0
         self.notifier.ready(f"watching {self.source.description}")
-        while not self.stop.is_set():
+        while not self.stop.is_set() and self.new_model is None:
             if (
                 self.options.stop_after_frames is not None
                 and self.stats.frames >= self.options.stop_after_frames
@@ -178,8 +187,9 @@ class CameraLoop:
         self._handle(self.tracker.finish())
         self._update_presence()
         self.stats.seconds = time.monotonic() - started
-        self.notifier.status(self.stats.summary())
-        self.notifier.stopping()
+        if self.new_model is None:
+            self.notifier.status(self.stats.summary())
+            self.notifier.stopping()
         return self.stats
 
     def process(self, frame: Frame) -> None:
@@ -234,6 +244,7 @@ class CameraLoop:
             site=self.replication.topics.site_id if self.replication else "",
             site_key=self.replication.key.fingerprint if self.replication else "",
             site_records_refused=self.replication.refused if self.replication else 0,
+            model_refused=self.rollout.refused if self.rollout else "",
         )
 
     def _report_health(self) -> None:
@@ -269,6 +280,8 @@ class CameraLoop:
         try:
             if self.replication is not None:
                 self.replication.step()
+            if self.rollout is not None and self.pipeline.embedder is not None:
+                self.new_model = self.rollout.step(self.pipeline.embedder.sha256)
             if self.matcher.refresh():
                 logger.info(f"gallery changed: {len(self.matcher.people)} people enrolled")
         except PeepholeError as error:

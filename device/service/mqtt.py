@@ -48,44 +48,65 @@ def parse_broker(value: str) -> tuple[str, int | None]:
     return parse_host_port(value, "--mqtt")
 
 
-def read_retained(
-    settings: MqttConfig, topic_filters: list[str], wait: float
-) -> list[tuple[str, bytes]]:
-    """What the first reachable broker holds retained on ``topic_filters``, read for ``wait`` s.
+def _observer(settings: MqttConfig) -> paho.Client:
+    """A plain client for a command: its own id, no last will, so it never speaks for a door."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password or None)
+    if settings.tls:
+        try:
+            client.tls_set(
+                ca_certs=settings.ca_file or None,
+                certfile=settings.cert_file or None,
+                keyfile=settings.key_file or None,
+                cert_reqs=ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED,
+            )
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
+        client.tls_insecure_set(settings.tls_insecure)
+    return client
 
-    A plain observer for ``peephole site status``: its own client id, no last
-    will, nothing published, so it never speaks for a door.
-    """
-    messages: list[tuple[str, bytes]] = []
+
+def _connected_observer(settings: MqttConfig) -> paho.Client:
+    """An observer connected to the first broker that answers; ConfigError if none does."""
     problems = []
     for host, port in settings.brokers():
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password or None)
-        if settings.tls:
-            try:
-                client.tls_set(
-                    ca_certs=settings.ca_file or None,
-                    certfile=settings.cert_file or None,
-                    keyfile=settings.key_file or None,
-                    cert_reqs=ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED,
-                )
-            except (OSError, ValueError) as error:
-                raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
-            client.tls_insecure_set(settings.tls_insecure)
-        client.on_message = lambda c, u, m: messages.append((m.topic, bytes(m.payload)))
+        client = _observer(settings)
         try:
             client.connect(host, port, settings.keepalive)
         except OSError as error:
             problems.append(f"{host}:{port}: {error}")
             continue
-        client.subscribe([(topic, 1) for topic in topic_filters])
         client.loop_start()
-        time.sleep(wait)
+        return client
+    raise ConfigError(f"no MQTT broker reachable ({'; '.join(problems) or 'none configured'})")
+
+
+def read_retained(
+    settings: MqttConfig, topic_filters: list[str], wait: float
+) -> list[tuple[str, bytes]]:
+    """What the broker holds retained on ``topic_filters``, collected for ``wait`` seconds."""
+    messages: list[tuple[str, bytes]] = []
+    client = _connected_observer(settings)
+    client.on_message = lambda c, u, m: messages.append((m.topic, bytes(m.payload)))
+    client.subscribe([(topic, 1) for topic in topic_filters])
+    time.sleep(wait)
+    client.disconnect()
+    client.loop_stop()
+    return messages
+
+
+def publish_retained(settings: MqttConfig, topic: str, payload: bytes, timeout: float) -> None:
+    """Publish one retained message at QoS 1 and wait for the broker to acknowledge it."""
+    client = _connected_observer(settings)
+    try:
+        info = client.publish(topic, payload, qos=1, retain=True)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise ConfigError(f"the broker did not acknowledge {topic} within {timeout:.0f} s")
+    finally:
         client.disconnect()
         client.loop_stop()
-        return messages
-    raise ConfigError(f"no MQTT broker reachable ({'; '.join(problems) or 'none configured'})")
 
 
 class MqttLink:

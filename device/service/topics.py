@@ -65,3 +65,8 @@ class SiteTopics:
 
     def person(self, record_id: str) -> str:
         return f"{self.prefix}/site/{self.site_id}/people/{record_id}"
+
+    @property
+    def model(self) -> str:
+        """The retained, signed model bundle every door of the site runs."""
+        return f"{self.prefix}/site/{self.site_id}/model"

@@ -1,4 +1,4 @@
-"""The site key: one secret shared by every door of a household.
+"""The site's keys: the secret every door shares, and the signer of deployed models.
 
 Made once by ``peephole site init`` and copied into each door's 0600 config
 (``[site] key``, or ``$PEEPHOLE_SITE_KEY``). Two keys are derived from it with
@@ -7,6 +7,11 @@ topic as associated data, so a sealed record cannot be passed off under another
 topic), the other names them (HMAC-SHA256 of the person's name key). So the
 broker, and anyone reading it, sees neither names nor faces, and cannot forge
 or alter a record without the key.
+
+Models are signed apart from that (Ed25519): the private signing key stays
+with whoever deploys models (``peephole site init --signing-key FILE``), the
+doors hold only its public half (``[site] model_signer``). A door taken from
+the wall gives away the site key, but cannot push a model to the other doors.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import base64
 import hashlib
 import hmac
 import os
+from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from device.config import SITE_KEY_BYTES, decode_site_key
+from device.config import SITE_KEY_BYTES, decode_key_text, decode_site_key
 from device.errors import ConfigError, PeepholeError
 
 _NONCE_BYTES = 12
@@ -80,3 +87,50 @@ class SiteKey:
                 f"record on {topic} does not verify with this door's site key "
                 "(tampered with, or sealed with another site's key)"
             ) from None
+
+
+SIGNATURE_BYTES = 64
+
+
+def _text(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+class ModelSigner:
+    """The private Ed25519 key that signs the site's models."""
+
+    def __init__(self, private: Ed25519PrivateKey) -> None:
+        self._private = private
+        self.public_text = _text(private.public_key().public_bytes_raw())
+
+    @classmethod
+    def generate(cls) -> tuple[ModelSigner, str]:
+        """A new signer and its private key as text (for a 0600 file, never for a door)."""
+        private = Ed25519PrivateKey.generate()
+        return cls(private), _text(private.private_bytes_raw())
+
+    @classmethod
+    def from_file(cls, path: Path) -> ModelSigner:
+        try:
+            text = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"cannot read signing key {path}: {error}") from None
+        raw = decode_key_text(text, f"{path} is not a peephole signing key")
+        return cls(Ed25519PrivateKey.from_private_bytes(raw))
+
+    def sign(self, data: bytes) -> bytes:
+        return self._private.sign(data)
+
+
+def verify_signature(public_text: str, data: bytes, signature: bytes) -> None:
+    """SealError unless ``signature`` is the site signer's over ``data``."""
+    public = Ed25519PublicKey.from_public_bytes(
+        decode_key_text(public_text, "[site] model_signer is not a public signing key")
+    )
+    try:
+        public.verify(signature, data)
+    except InvalidSignature:
+        raise SealError(
+            "not signed by this site's model signer (unsigned, tampered with, "
+            "or signed for another site)"
+        ) from None
