@@ -10,7 +10,7 @@ photo each of other people, and the two enrollment photos of ``data/video``. The
 same analysed frames, interleaved frame by frame, OpenCV and TFLite on one
 thread.
 
-    python bench/liveness.py [--calibration 40] [--utkface 160] [--lfw 140]
+    python -m bench.liveness [--calibration 40] [--utkface 160] [--lfw 140]
 """
 
 from __future__ import annotations

@@ -161,6 +161,7 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
         enrolled = time.monotonic()
         assert wait_until(lambda: back.names() == garage.names() == [LIN], timeout=20)
         took = time.monotonic() - enrolled
+        print(f"enrollment at the front door held by back and garage after {took:.2f} s")
         assert took <= REPLICATION_DEADLINE_S, f"replication took {took:.1f} s"
         for watcher in ("back", "garage"):
             assert wait_until(partial(named, capture_a.messages, watcher, LIN), timeout=60), (
@@ -171,6 +172,7 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
             main, ["--config", str(front.config), "site", "status", "--wait", "1"]
         )
         assert table.exit_code == 0, table.output
+        print(table.output)
         rows = {line.split()[0]: line.split() for line in table.output.splitlines()[1:]}
         assert set(rows) == set(doors)
         assert all(row[1] == "online" and row[4] == "1" for row in rows.values()), table.output
