@@ -142,6 +142,11 @@ def test_record_ids_hide_names_and_agree_between_doors() -> None:
         ('[site]\nkey = "' + "A" * 43 + '"\n', "needs an id"),
         ('[site]\nid = "home/garage"\n', "must not contain"),
         ('[site]\nid = "home"\ncolour = 1\n', "unknown option 'colour'"),
+        ('[site]\nmodel_signer = "' + "A" * 43 + '"\n', "needs the site's id and key"),
+        (
+            '[site]\nid = "home"\nkey = "' + "A" * 43 + '"\nmodel_signer = "xyz"\n',
+            "not a public signing key",
+        ),
     ],
 )
 def test_a_bad_site_section_is_refused(section: str, message: str) -> None:

@@ -1,14 +1,16 @@
 """Three doors of one site on two bridged Mosquitto brokers, as real ``peephole run`` processes.
 
-front uses broker A, back broker B, garage B then A. Each watches a video
+front and garage use broker A then B, back broker B. Each watches a video
 that is a few seconds of an empty doorway and then (back and garage) the
 Hamilton clip, in real time. The test enrolls Lin-Manuel Miranda at the front
 door while the others watch the doorway; back and garage must hold him within
-5 seconds and name him when the clip reaches him. Then back is stopped, Alex
-Lacamoire is enrolled at the front and Lin removed at the garage; front forgets
-Lin, and back, started again, catches up. A tampered record is refused and
-healed. Everything the brokers carried is captured: no name outside the
-visitor events, no crop and no embedding.
+5 seconds and name him when the clip reaches him. Broker A is then killed
+while the clip's events flow: every event garage printed must reach a
+subscriber on B. A tampered record is refused and healed. Then back is
+stopped, Alex Lacamoire is enrolled at the front and Lin removed at the
+garage; front forgets Lin, and back, started again, catches up. Everything the
+brokers carried is captured: no name outside the visitor events, no crop and
+no embedding.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from device.site.key import SealError, SiteKey
 from tests.broker import Broker, Received, Subscriber
 from tests.conftest import require_shared
 from tests.runtime_helpers import PEOPLE, model_options, start_run, wait_until, write_config
+from tests.test_outbox_delivery import LineReader
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 LIN, ALEX = "Lin-Manuel Miranda", "Alex Lacamoire"
@@ -42,8 +45,11 @@ REPLICATION_DEADLINE_S = 5.0
 pytestmark = pytest.mark.slow
 
 
-def write_video(path: Path, doorway_seconds: float, with_clip: bool) -> Path:
-    """An empty grey doorway for ``doorway_seconds``, then the Hamilton clip (MJPG in AVI)."""
+def write_video(
+    path: Path, doorway_seconds: float, with_clip: bool, after_seconds: float = 0.0
+) -> Path:
+    """An empty grey doorway for ``doorway_seconds``, then the Hamilton clip and
+    ``after_seconds`` of doorway again (MJPG in AVI)."""
     clip = cv2.VideoCapture(str(require_shared(CLIP)))
     fps = float(clip.get(cv2.CAP_PROP_FPS))
     ok, first = clip.read()
@@ -59,6 +65,8 @@ def write_video(path: Path, doorway_seconds: float, with_clip: bool) -> Path:
         writer.write(frame)
         ok, frame = clip.read()
         frame = frame if ok else None
+    for _ in range(round(after_seconds * fps)):
+        writer.write(doorway)
     writer.release()
     clip.release()
     return path
@@ -70,6 +78,11 @@ class Door:
     config: Path
     gallery: Path
     process: subprocess.Popen[str] | None = None
+    printed: LineReader | None = None
+
+    def start(self, reference: tuple[Path, Path], video: Path) -> None:
+        self.process = start_run(self.config, reference, "--source", str(video), "--realtime")
+        self.printed = LineReader(self.process)
 
     def names(self) -> list[str]:
         with Gallery.open(self.gallery, create=False) as gallery:
@@ -81,13 +94,17 @@ class Door:
         )
         assert result.exit_code == 0, result.output
 
-    def stop(self) -> str:
-        assert self.process is not None
+    def stop(self) -> list[str]:
+        """Stop the service cleanly; the ids of the events it printed."""
+        assert self.process is not None and self.process.stderr is not None
+        assert self.printed is not None
         self.process.terminate()
-        _, stderr = self.process.communicate(timeout=30)
+        self.process.wait(timeout=30)
+        stderr = self.process.stderr.read()
         assert self.process.returncode == 0, stderr
+        self.printed.join()
         self.process = None
-        return stderr
+        return [str(event["event_id"]) for event in self.printed.events]
 
 
 def statuses(messages: list[Received]) -> dict[str, dict[str, object]]:
@@ -112,7 +129,7 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
     key_text = SiteKey.generate()[1]
     key = SiteKey.from_text(key_text)
     site = f'[site]\nid = "home"\nkey = "{key_text}"\n'
-    brokers = {"front": [a], "back": [b], "garage": [b, a]}
+    brokers = {"front": [a, b], "back": [b], "garage": [a, b]}
     doors = {}
     for name, hosts in brokers.items():
         gallery = tmp_path / f"{name}.db"
@@ -131,17 +148,15 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
         )
     front, back, garage = doors["front"], doors["back"], doors["garage"]
     doorway = write_video(tmp_path / "doorway.avi", 120, with_clip=False)
-    arrival = write_video(tmp_path / "arrival.avi", DOORWAY_SECONDS, with_clip=True)
+    arrival = write_video(
+        tmp_path / "arrival.avi", DOORWAY_SECONDS, with_clip=True, after_seconds=120
+    )
     capture_a = Subscriber(a, ["#"]).connect()
     capture_b = Subscriber(b, ["#"]).connect()
     try:
-        front.process = start_run(
-            front.config, reference_f32, "--source", str(doorway), "--realtime"
-        )
-        for door in (back, garage):
-            door.process = start_run(
-                door.config, reference_f32, "--source", str(arrival), "--realtime"
-            )
+        front.start(reference_f32, doorway)
+        back.start(reference_f32, arrival)
+        garage.start(reference_f32, arrival)
         assert wait_until(lambda: set(statuses(capture_b.messages)) == set(doors), timeout=60), (
             "not every door reported to broker B"
         )
@@ -164,9 +179,16 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
         print(f"enrollment at the front door held by back and garage after {took:.2f} s")
         assert took <= REPLICATION_DEADLINE_S, f"replication took {took:.1f} s"
         for watcher in ("back", "garage"):
-            assert wait_until(partial(named, capture_a.messages, watcher, LIN), timeout=60), (
+            assert wait_until(partial(named, capture_b.messages, watcher, LIN), timeout=60), (
                 f"{watcher} did not name {LIN} on the clip"
             )
+        # Broker A dies while the clip's events flow: garage moves to B.
+        assert garage.printed is not None
+        printed_before_kill = len(garage.printed.events)
+        a.kill()
+        with Gallery.open(back.gallery, create=False) as stored:
+            lin = stored.export_records()[0]
+            blobs = [e.vector for e in lin.embeddings] + [c.png for c in lin.crops]
 
         table = CliRunner().invoke(
             main, ["--config", str(front.config), "site", "status", "--wait", "1"]
@@ -188,7 +210,7 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
         )
         intruder.disconnect()
         assert wait_until(
-            lambda: all(_refused(s) >= 1 for s in statuses(capture_a.messages).values()),
+            lambda: all(_refused(s) >= 1 for s in statuses(capture_b.messages).values()),
             timeout=15,
         ), "the tampered record was not reported by every door"
         assert back.names() == garage.names() == front.names() == [LIN]
@@ -214,15 +236,27 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
         garage.cli(reference_f32, "people", "remove", LIN)
         assert wait_until(lambda: front.names() == garage.names() == [ALEX], timeout=20)
         assert back.names() == [LIN]
-        back.process = start_run(back.config, reference_f32, "--source", str(doorway), "--realtime")
+        back.start(reference_f32, doorway)
         assert wait_until(lambda: back.names() == [ALEX], timeout=30), "back did not catch up"
-        blobs = []
         with Gallery.open(front.gallery, create=False) as stored:
             for person in stored.export_records():
                 blobs += [e.vector for e in person.embeddings] + [c.png for c in person.crops]
-        for door in doors.values():
-            if door.process is not None:
-                door.stop()
+        printed = {name: door.stop() for name, door in doors.items()}
+
+        # Every event garage printed reached a subscriber on B; duplicates only as repeats.
+        capture_b.wait_for(
+            lambda ms: set(printed["garage"]) <= {_event_id(m) for m in ms}, timeout=20
+        )
+        received = [
+            _event_id(m) for m in capture_b.messages if m.topic.startswith("peephole/garage/")
+        ]
+        received = [event_id for event_id in received if event_id]
+        print(
+            f"garage printed {len(printed['garage'])} events, {printed_before_kill} before the kill"
+        )
+        assert len(printed["garage"]) > printed_before_kill, "no event after broker A died"
+        assert set(printed["garage"]) <= set(received), "an event was lost in the failover"
+        assert set(received) <= set(printed["garage"]), "a subscriber got an event nobody made"
     finally:
         for door in doors.values():
             if door.process is not None and door.process.poll() is None:
@@ -251,6 +285,12 @@ def _opens(key: SiteKey, topic: str, payload: bytes) -> bool:
     except SealError:
         return False
     return True
+
+
+def _event_id(message: Received) -> str:
+    if "/visitor" not in message.topic:
+        return ""
+    return str(json.loads(message.payload)["event_id"])
 
 
 def _refused(status: dict[str, object]) -> int:
