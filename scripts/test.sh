@@ -2,7 +2,8 @@
 # Run the whole test suite on a fresh Debian machine: installs Mosquitto (tests
 # start their own broker on 127.0.0.1), shellcheck and systemd-analyze (checks of
 # the firmware scripts and the unit), the virtual environment with the trainer
-# extra, then lint, type checks, the import-layer contracts (import-linter) and pytest.
+# extra, then lint, type checks, the import-layer contracts (import-linter) and pytest
+# (two workers, pytest-xdist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing_packages=()
@@ -21,4 +22,7 @@ ruff check device trainer tests bench
 ruff format --check device trainer tests bench
 mypy
 lint-imports --no-cache
-exec python -m pytest "$@"
+# Two workers where there are two cores; each test file stays on one worker
+# (its module-scoped brokers and models are made once).
+workers=$(( $(nproc) >= 2 ? 2 : 1 ))
+exec python -m pytest -n "$workers" --dist loadfile "$@"

@@ -38,6 +38,10 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class PortTaken(RuntimeError):
+    """Another process bound the broker's port first."""
+
+
 @dataclass(frozen=True)
 class BrokerSecurity:
     """TLS (server certificate and key) and, optionally, a mosquitto password file."""
@@ -61,12 +65,22 @@ class Broker:
         self.executable = executable
         self.workdir = workdir
         self.host = "127.0.0.1"
+        # A port picked here may be taken by another test worker before mosquitto
+        # binds it; start() then picks another (a port given by the caller stays).
+        self._port_chosen = port is None
         self.port = port or free_port()
         self.log = workdir / "mosquitto.log"
         self.config = workdir / "mosquitto.conf"
+        self._security = security
+        self._extra = extra
+        self._write_config()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self) -> None:
         # Started as root, mosquitto would drop to user "mosquitto" and lose the temp folder.
         user = "user root\n" if os.geteuid() == 0 else ""
         access = "allow_anonymous true\n"
+        security = self._security
         if security is not None:
             access = f"certfile {security.certfile}\nkeyfile {security.keyfile}\n"
             if security.password_file is not None:
@@ -75,21 +89,35 @@ class Broker:
                 access += "allow_anonymous true\n"
         self.config.write_text(
             user + f"listener {self.port} {self.host}\n" + access + "persistence true\n"
-            f"persistence_location {workdir}/\n"
+            f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 10000\n"
             f"log_dest file {self.log}\n"
-            "log_type all\n" + extra
+            "log_type all\n" + self._extra
         )
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
+        for _attempt in range(3):
+            try:
+                self._start(timeout)
+                self._port_chosen = False  # clients know this port now: keep it
+                return
+            except PortTaken:
+                if not self._port_chosen:
+                    raise
+                self.port = free_port()
+                self._write_config()
+        self._start(timeout)
+
+    def _start(self, timeout: float) -> None:
         if self.running:
             return
+        # The log is appended to across restarts: read only what this start writes.
+        offset = self.log.stat().st_size if self.log.exists() else 0
         self._process = subprocess.Popen(
             [str(self.executable), "-c", str(self.config)],
             stdout=subprocess.DEVNULL,
@@ -97,15 +125,30 @@ class Broker:
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            log = self._log_since(offset)
             if self._process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {self.log.read_text(errors='replace')}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection((self.host, self.port), 0.2),
-            ):
-                return
+                self._process = None
+                if "Address already in use" in log:
+                    raise PortTaken(log)
+                raise RuntimeError(f"mosquitto exited: {log}")
+            # "running" comes after every listener is bound: a connection before that
+            # could reach another process on the same port.
+            if " running" in log:
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((self.host, self.port), 0.2),
+                ):
+                    return
             time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not listen on port {self.port}")
+
+    def _log_since(self, offset: int) -> str:
+        try:
+            with self.log.open("rb") as stream:
+                stream.seek(offset)
+                return stream.read().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def stop(self) -> None:
         """Stop cleanly (mosquitto saves its persistent sessions on SIGTERM)."""
