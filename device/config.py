@@ -288,12 +288,15 @@ class SiteConfig:
     without a key leaves this door on its own gallery (with a warning).
     ``model_signer`` is the public key of whoever deploys the site's models
     (``peephole site deploy-model``); without it the door takes no model from
-    the site.
+    the site. ``names_on_broker = false`` keeps names off the broker
+    altogether: visitor events call a person by a pseudonym derived from the
+    site key (``peephole people list`` shows each one).
     """
 
     id: str = ""
     key: str = ""
     model_signer: str = ""
+    names_on_broker: bool = True
 
     def validate(self) -> None:
         if self.id and (_FORBIDDEN_TOPIC_CHARACTERS | {"/"}) & set(self.id):
@@ -302,6 +305,8 @@ class SiteConfig:
             raise ConfigError("[site] key needs an id (the name of the site)")
         if self.key:
             decode_site_key(self.key)
+        if not self.names_on_broker and not self.key:
+            raise ConfigError("[site] names_on_broker = false needs the site's id and key")
         if self.model_signer:
             if not self.key:
                 raise ConfigError("[site] model_signer needs the site's id and key")

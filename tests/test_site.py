@@ -143,6 +143,7 @@ def test_record_ids_hide_names_and_agree_between_doors() -> None:
         ('[site]\nid = "home/garage"\n', "must not contain"),
         ('[site]\nid = "home"\ncolour = 1\n', "unknown option 'colour'"),
         ('[site]\nmodel_signer = "' + "A" * 43 + '"\n', "needs the site's id and key"),
+        ('[site]\nid = "home"\nnames_on_broker = false\n', "needs the site's id and key"),
         (
             '[site]\nid = "home"\nkey = "' + "A" * 43 + '"\nmodel_signer = "xyz"\n',
             "not a public signing key",

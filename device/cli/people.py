@@ -8,6 +8,8 @@ import time
 import click
 
 from device.cli.app import AppContext, pass_app
+from device.identity.gallery import name_key
+from device.site.key import SiteKey
 
 
 @click.group()
@@ -19,32 +21,36 @@ def people() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per person.")
 @pass_app
 def people_list(app: AppContext, as_json: bool) -> None:
-    """Names, sample counts for the current model, crops, last seen, and what to do."""
+    """Names, sample counts for the current model, crops, last seen, and what to do.
+
+    On a site, also each person's pseudonym (what events say with
+    ``[site] names_on_broker = false``).
+    """
     key = app.embedding_key_without_loading()
     with app.open_gallery() as gallery:
         summaries = gallery.summaries(key)
+    site_key = SiteKey.from_text(app.config.site.key) if app.config.site.key else None
     if as_json:
         for s in summaries:
-            click.echo(
-                json.dumps(
-                    {
-                        "name": s.name,
-                        "samples": s.samples,
-                        "other_model_samples": s.other_model_samples,
-                        "crops": s.crops,
-                        "last_seen": s.last_seen,
-                        "status": s.status,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+            record = {
+                "name": s.name,
+                "samples": s.samples,
+                "other_model_samples": s.other_model_samples,
+                "crops": s.crops,
+                "last_seen": s.last_seen,
+                "status": s.status,
+            }
+            if site_key is not None:
+                record["pseudonym"] = site_key.pseudonym(name_key(s.name))
+            click.echo(json.dumps(record, ensure_ascii=False))
         return
     click.echo(f"model {key[:12]}: {len(summaries)} people")
     for s in summaries:
         seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_seen)) if s.last_seen else "-"
+        pseudonym = f" {site_key.pseudonym(name_key(s.name))}" if site_key is not None else ""
         click.echo(
             f"{s.name}\tsamples={s.samples} other-model={s.other_model_samples} "
-            f"crops={s.crops} last-seen={seen} {s.status}"
+            f"crops={s.crops} last-seen={seen} {s.status}{pseudonym}"
         )
 
 

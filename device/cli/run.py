@@ -6,6 +6,7 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -13,7 +14,7 @@ import click
 
 from device.cli.app import AppContext, pass_app
 from device.config import Config
-from device.identity.gallery import Gallery
+from device.identity.gallery import Gallery, name_key
 from device.identity.matching import Matcher, resolve_threshold
 from device.service.health import ModelInfo
 from device.service.loop import CameraLoop, LoopOptions, tracker_options
@@ -105,6 +106,14 @@ def site_replication(
     logger.info(f"site {site.id!r} (key {key.fingerprint}): sharing the gallery over the broker")
     topics = SiteTopics(config.mqtt.topic_prefix, site.id)
     return GalleryReplication(replica, key, topics, link, embedder)
+
+
+def pseudonyms(config: Config) -> Callable[[str], str] | None:
+    """Names to pseudonyms for events, where the site keeps names off the broker."""
+    if config.site.names_on_broker or not config.site.key:
+        return None
+    key = SiteKey.from_text(config.site.key)
+    return lambda name: key.pseudonym(name_key(name))
 
 
 def model_rollout(config: Config, gallery: Gallery, link: MqttLink | None) -> ModelRollout | None:
@@ -217,6 +226,7 @@ def run(
                     model=ModelInfo(file=app.model_name, embedding_key=embedder.embedding_key),
                     replication=replication,
                     rollout=rollout,
+                    person_label=pseudonyms(config),
                 )
                 stats = loop.run()
                 if loop.new_model is None:

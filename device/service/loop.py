@@ -15,11 +15,13 @@ SIGTERM/SIGINT) ends the loop after the current frame.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -30,7 +32,7 @@ from device.errors import PeepholeError
 from device.identity.gallery import Gallery
 from device.identity.matching import Matcher
 from device.service.discovery import peephole_version
-from device.service.events import visitor_event, visitor_left_event
+from device.service.events import VisitorEvent, visitor_event, visitor_left_event
 from device.service.health import DeviceStatus, ModelInfo, iso_time
 from device.service.publisher import EventPublisher
 from device.service.replication import GalleryReplication
@@ -119,6 +121,7 @@ class CameraLoop:
         model: ModelInfo | None = None,
         replication: GalleryReplication | None = None,
         rollout: ModelRollout | None = None,
+        person_label: Callable[[str], str] | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.matcher = matcher
@@ -134,6 +137,8 @@ class CameraLoop:
         self.model = model or ModelInfo(file="", embedding_key="")
         self.replication = replication
         self.rollout = rollout
+        # On a site that keeps names off the broker: a person's name to their pseudonym.
+        self.person_label = person_label
         # Set when a model deployed to the site was installed: the loop ends so
         # the caller can start it again with this embedder.
         self.new_model: FaceEmbedder | None = None
@@ -207,7 +212,7 @@ class CameraLoop:
             if not self.cooldown.allow(track, time.monotonic()):
                 continue
             event = visitor_event(track, self.device_id, time.monotonic())
-            self.publisher.publish(event)
+            self.publisher.publish(self._labelled(event))
             self._announced.add(track.track_id)
             self.stats.events += 1
             if event.latency_ms is not None:
@@ -223,8 +228,14 @@ class CameraLoop:
             self._snapshots.pop(track.track_id, None)
             if track.track_id in self._announced:
                 self._announced.discard(track.track_id)
-                self.publisher.publish(visitor_left_event(track, self.device_id))
+                self.publisher.publish(self._labelled(visitor_left_event(track, self.device_id)))
                 self.stats.events += 1
+
+    def _labelled(self, event: VisitorEvent) -> VisitorEvent:
+        """The event as it leaves the door: with the person's pseudonym where names stay home."""
+        if self.person_label is None or event.person is None:
+            return event
+        return dataclasses.replace(event, person=self.person_label(event.person))
 
     def health(self) -> DeviceStatus:
         """The health report as of now (the outbox is counted afresh)."""

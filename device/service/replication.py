@@ -53,32 +53,30 @@ class GalleryReplication:
     def _received(self, topic: str, payload: bytes) -> None:
         self._incoming.put((topic, payload))
 
-    @property
-    def in_flight(self) -> int:
-        """Records sent and not yet acknowledged by the broker."""
-        return len(self._inflight)
-
-    def step(self) -> list[Applied]:
+    def step(self) -> None:
         """Stamp local changes, apply what arrived, send what the broker lacks."""
         gallery = self.replica.gallery
-        if gallery.generation() != self._generation and self.replica.stamp_local_changes():
+        # Read before anything is applied: a change another process makes meanwhile
+        # must still be seen as new next time (what is applied here is recognised
+        # as not local by its digest).
+        generation = gallery.generation()
+        if generation != self._generation and self.replica.stamp_local_changes():
             self._send_pending = True
-        applied = []
+        self._generation = generation
+        changed = False
         while not self._incoming.empty():
             result = self._apply(*self._incoming.get_nowait())
             if result is not None:
-                applied.append(result)
+                changed |= bool(result.change)
                 self._send_pending |= result.resend
-        if any(result.change for result in applied):
+        if changed:
             embed_missing_crops(gallery, self.embedder)
-        self._generation = gallery.generation()
         while not self._acks.empty():
             sent = self._inflight.pop(self._acks.get_nowait(), None)
             if sent is not None:
                 self.replica.mark_sent(*sent)
         if self._send_pending and self.link.connected:
             self._send_unsent()
-        return applied
 
     def _apply(self, topic: str, payload: bytes) -> Applied | None:
         record_id = topic.rsplit("/", 1)[-1]

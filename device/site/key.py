@@ -70,6 +70,10 @@ class SiteKey:
         digest = hmac.new(self._naming, name_key.encode("utf-8"), hashlib.sha256)
         return digest.hexdigest()[:32]
 
+    def pseudonym(self, name_key: str) -> str:
+        """What events call the person where names stay off the broker: the same on every door."""
+        return f"person-{self.record_id(name_key)[:12]}"
+
     def seal(self, plaintext: bytes, topic: str) -> bytes:
         nonce = os.urandom(_NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, plaintext, topic.encode("utf-8"))

@@ -35,7 +35,6 @@ from device.site.records import PersonRecord, RecordError, person_digest, replic
 class Applied:
     """What a remote record did here: ``change`` is "enrolled", "updated", "removed" or ""."""
 
-    record: PersonRecord
     change: str
     # This door holds a later change than the record: it must send its own again.
     resend: bool = False
@@ -120,18 +119,18 @@ class SiteReplica:
                 stale = row.stamp > record.stamp
                 if stale and row.published:
                     self._set_unsent(record.record_id)
-                return Applied(record, "", resend=stale)
+                return Applied("", resend=stale)
             known = self._local_person(record.record_id)
             if record.person is None:
                 if known is not None:
                     self.gallery.remove_person_by_key(name_key(known.name))
                 self._write_row(record, "", published=True)
-                return Applied(record, "removed" if known is not None else "")
+                return Applied("removed" if known is not None else "")
             self._check_record_id(record.record_id, record.person)
             self.gallery.replace_person(replicable(record.person))
             stored = self.gallery.export_records(name_key(record.person.name))
             self._write_row(record, person_digest(replicable(stored[0])), published=True)
-            return Applied(record, "updated" if known is not None else "enrolled")
+            return Applied("updated" if known is not None else "enrolled")
 
     def _check_record_id(self, record_id: str, person: ExportedPerson) -> None:
         expected = self.key.record_id(name_key(person.name))
