@@ -18,16 +18,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device.cli import main
-from device.config import load_config, parse_config
+from device.config import MqttConfig, load_config, parse_config
 from device.errors import ConfigError
 from device.identity.enroll import decode_crop, embed_missing_crops
 from device.identity.gallery import Gallery, Sample
+from device.service.mqtt import MqttLink
+from device.service.replication import GalleryReplication
+from device.service.topics import SiteTopics
 from device.site.clock import HybridClock, Stamp
-from device.site.key import SealError, SiteKey
+from device.site.key import ModelSigner, SealError, SiteKey
 from device.site.records import PersonRecord, RecordError, decode_record, encode_record
 from device.site.replica import SiteReplica
 from device.vision.embedder import FaceEmbedder
+from device.vision.manifest import file_sha256
+from tests.broker import Broker
 from tests.conftest import require_shared
+from tests.runtime_helpers import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +290,81 @@ def test_site_init_writes_a_section_every_door_can_use(tmp_path: Path) -> None:
     assert printed.output.startswith('[site]\nid = "home"\nkey = "')
     refused = runner.invoke(main, ["site", "init", "--id", "home/x"])
     assert refused.exit_code == 1 and "must not contain" in refused.output
+
+
+def replication_over(
+    broker: Broker, gallery: Gallery, key: SiteKey, door: str, embedder: FaceEmbedder
+) -> tuple[MqttLink, GalleryReplication]:
+    """A door's replication on a real broker, without the camera loop around it."""
+    link = MqttLink(MqttConfig(host=broker.host, port=broker.port, device_id=door, discovery=False))
+    replication = GalleryReplication(
+        SiteReplica(gallery, key, HybridClock(door)),
+        key,
+        SiteTopics("peephole", "home"),
+        link,
+        embedder,
+    )
+    link.start()
+    return link, replication
+
+
+def test_a_door_with_another_key_ignores_the_sites_records_and_says_so_once(
+    broker: Broker,
+    doors: tuple[Door, Door],
+    key: SiteKey,
+    embedder: FaceEmbedder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    front, back = doors
+    front.enroll("Drew Barrymore", "Drew_Barrymore", 2)
+    front.enroll("Gwyneth Paltrow", "Gwyneth_Paltrow", 2)
+    sender, sending = replication_over(broker, front.gallery, key, "front", embedder)
+    stranger, listening = replication_over(
+        broker, back.gallery, SiteKey.generate()[0], "back", embedder
+    )
+    try:
+
+        def all_sent() -> bool:
+            sending.step()
+            return front.replica.unsent() == []
+
+        def all_refused() -> bool:
+            listening.step()
+            return listening.refused >= 2
+
+        assert wait_until(all_sent, timeout=10)
+        assert wait_until(all_refused, timeout=10)
+    finally:
+        sender.stop()
+        stranger.stop()
+    assert back.names() == []
+    refusals = [r for r in caplog.records if "site record refused" in r.getMessage()]
+    assert len([r for r in refusals if r.levelname == "WARNING"]) == 1
+    assert "another site's key" in refusals[0].getMessage()
+
+
+def test_a_deployed_model_that_does_not_load_falls_back_to_the_previous_one(
+    tmp_path: Path, reference_f32: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    models = tmp_path / "models"
+    good_sha = file_sha256(reference_f32[0])
+    for folder, model in ((good_sha, reference_f32[0].read_bytes()), ("broken", b"not a model")):
+        (models / folder).mkdir(parents=True)
+        (models / folder / "model.tflite").write_bytes(model)
+        (models / folder / "model.json").write_bytes(reference_f32[1].read_bytes())
+    (models / "current").symlink_to("broken")
+    (models / "previous").symlink_to(good_sha)
+    site_key = SiteKey.generate()[1]
+    signer = ModelSigner.generate()[0].public_text
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[gallery]\npath = "{tmp_path / "g.db"}"\n[model]\ndeployed_dir = "{models}"\n'
+        f'[site]\nid = "home"\nkey = "{site_key}"\nmodel_signer = "{signer}"\n'
+    )
+    Gallery.open(tmp_path / "g.db").close()
+    result = CliRunner().invoke(main, ["--config", str(config), "gallery", "reembed"])
+    assert result.exit_code == 0, result.output
+    assert "running the previous one" in caplog.text
+    assert (
+        f"with model {FaceEmbedder.from_files(*reference_f32).embedding_key[:12]}" in result.output
+    )
