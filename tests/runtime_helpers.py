@@ -31,24 +31,25 @@ def model_options(reference: tuple[Path, Path] | None) -> list[str]:
     return ["--model", str(model), "--manifest", str(manifest)]
 
 
+def enroll_arguments(name: str) -> list[str]:
+    """``enroll`` of one person of the clip's folder from their one photo."""
+    return [
+        "enroll",
+        "--name",
+        name,
+        "--images",
+        str(require_shared(PEOPLE[name])),
+        "--min-samples",
+        "1",
+    ]
+
+
 def enroll_people(gallery: Path, reference: tuple[Path, Path] | None) -> None:
     """Enroll both people of the clip's folder from their one photo each."""
     runner = CliRunner()
-    for name, photo in PEOPLE.items():
+    for name in PEOPLE:
         result = runner.invoke(
-            main,
-            [
-                "--db",
-                str(gallery),
-                *model_options(reference),
-                "enroll",
-                "--name",
-                name,
-                "--images",
-                str(require_shared(photo)),
-                "--min-samples",
-                "1",
-            ],
+            main, ["--db", str(gallery), *model_options(reference), *enroll_arguments(name)]
         )
         assert result.exit_code == 0, result.output
 

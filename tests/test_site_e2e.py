@@ -33,7 +33,13 @@ from device.identity.gallery import Gallery, name_key
 from device.site.key import SealError, SiteKey
 from tests.broker import Broker, Received, Subscriber
 from tests.conftest import require_shared
-from tests.runtime_helpers import PEOPLE, model_options, start_run, wait_until, write_config
+from tests.runtime_helpers import (
+    enroll_arguments,
+    model_options,
+    start_run,
+    wait_until,
+    write_config,
+)
 from tests.test_outbox_delivery import LineReader
 
 CLIP = "data/video/short_hamilton_clip.mp4"
@@ -163,16 +169,7 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
         assert all(s["site"] == "home" for s in statuses(capture_b.messages).values())
 
         # 1. Enroll at the front door: back and garage hold him within 5 s and name him.
-        front.cli(
-            reference_f32,
-            "enroll",
-            "--name",
-            LIN,
-            "--images",
-            str(require_shared(PEOPLE[LIN])),
-            "--min-samples",
-            "1",
-        )
+        front.cli(reference_f32, *enroll_arguments(LIN))
         enrolled, enrolled_at = time.monotonic(), time.time()
         assert wait_until(lambda: back.names() == garage.names() == [LIN], timeout=20)
         took = time.monotonic() - enrolled
@@ -237,16 +234,7 @@ def test_three_doors_share_one_gallery_over_bridged_brokers(
 
         # 3. Back is away while Alex is enrolled at the front and Lin removed at the garage.
         back.stop()
-        front.cli(
-            reference_f32,
-            "enroll",
-            "--name",
-            ALEX,
-            "--images",
-            str(require_shared(PEOPLE[ALEX])),
-            "--min-samples",
-            "1",
-        )
+        front.cli(reference_f32, *enroll_arguments(ALEX))
         garage.cli(reference_f32, "people", "remove", LIN)
         assert wait_until(lambda: front.names() == garage.names() == [ALEX], timeout=20)
         assert back.names() == [LIN]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,24 +25,20 @@ from device.site.key import ModelSigner
 from device.site.model_bundle import ModelBundle, pack_bundle
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import default_model_path
-from tests.broker import Broker, Received, Subscriber
-from tests.conftest import require_shared
-from tests.runtime_helpers import PEOPLE, model_options, start_run, wait_until, write_config
-from tests.test_site_e2e import write_video
+from tests.broker import Broker, Subscriber
+from tests.runtime_helpers import (
+    enroll_arguments,
+    model_options,
+    start_run,
+    wait_until,
+    write_config,
+)
+from tests.test_site_e2e import statuses, write_video
 
 LIN = "Lin-Manuel Miranda"
 MODEL_TOPIC = "peephole/site/home/model"
 
 pytestmark = pytest.mark.slow
-
-
-def latest_statuses(messages: list[Received]) -> dict[str, dict[str, object]]:
-    latest = {}
-    for message in messages:
-        if message.topic.endswith("/status"):
-            status = json.loads(message.payload)
-            latest[str(status["device_id"])] = status
-    return latest
 
 
 def invoke(config: Path | None, *args: str) -> str:
@@ -79,17 +76,7 @@ def test_a_signed_model_reaches_every_door_and_a_bad_one_none(
             mqtt_extra=f'hosts = ["{broker.host}:{broker.port}"]\nstatus_interval = 1\ndiscovery = false\n',
             extra=f'[model]\ndeployed_dir = "{tmp_path / door}-models"\n\n' + site_file.read_text(),
         )
-    invoke(
-        configs["front"],
-        *model_options(reference_f32),
-        "enroll",
-        "--name",
-        LIN,
-        "--images",
-        str(require_shared(PEOPLE[LIN])),
-        "--min-samples",
-        "1",
-    )
+    invoke(configs["front"], *model_options(reference_f32), *enroll_arguments(LIN))
     reference_key = FaceEmbedder.from_files(*reference_f32).embedding_key
     default = FaceEmbedder.from_files(default_model_path())
     doorway = write_video(tmp_path / "doorway.avi", 90, with_clip=False)
@@ -99,12 +86,9 @@ def test_a_signed_model_reaches_every_door_and_a_bad_one_none(
         for door, config in configs.items()
     }
 
-    def every_door(predicate: object) -> bool:
-        statuses = latest_statuses(watcher.messages)
-        return set(statuses) == set(configs) and all(
-            predicate(status)  # type: ignore[operator]
-            for status in statuses.values()
-        )
+    def every_door(predicate: Callable[[dict[str, object]], bool]) -> bool:
+        latest = statuses(watcher.messages)
+        return set(latest) == set(configs) and all(map(predicate, latest.values()))
 
     def deploy_raw(payload: bytes, refusal: str) -> None:
         watcher.messages.clear()
@@ -113,7 +97,7 @@ def test_a_signed_model_reaches_every_door_and_a_bad_one_none(
         sender.disconnect()
         assert wait_until(
             lambda: every_door(lambda s: refusal in str(s["model_refused"])), timeout=20
-        ), f"not refused by every door: {refusal!r}: {latest_statuses(watcher.messages)}"
+        ), f"not refused by every door: {refusal!r}: {statuses(watcher.messages)}"
         assert every_door(lambda s: s["embedding_key"] == reference_key[:12])
 
     try:
@@ -161,7 +145,7 @@ def test_a_signed_model_reaches_every_door_and_a_bad_one_none(
                 )
             ),
             timeout=30,
-        ), latest_statuses(watcher.messages)
+        ), statuses(watcher.messages)
     finally:
         for process in processes.values():
             process.terminate()

@@ -48,22 +48,30 @@ def parse_broker(value: str) -> tuple[str, int | None]:
     return parse_host_port(value, "--mqtt")
 
 
+def _authenticate(client: paho.Client, settings: MqttConfig) -> None:
+    """The configured credentials and TLS on ``client``; ConfigError if TLS cannot be set up."""
+    if settings.username:
+        client.username_pw_set(settings.username, settings.password or None)
+    if not settings.tls:
+        return
+    try:
+        # tls_insecure_set alone only skips the host name check: the chain
+        # would still have to verify, so "insecure" would accept nothing more.
+        client.tls_set(
+            ca_certs=settings.ca_file or None,
+            certfile=settings.cert_file or None,
+            keyfile=settings.key_file or None,
+            cert_reqs=ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED,
+        )
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
+    client.tls_insecure_set(settings.tls_insecure)
+
+
 def _observer(settings: MqttConfig) -> paho.Client:
     """A plain client for a command: its own id, no last will, so it never speaks for a door."""
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
-    if settings.username:
-        client.username_pw_set(settings.username, settings.password or None)
-    if settings.tls:
-        try:
-            client.tls_set(
-                ca_certs=settings.ca_file or None,
-                certfile=settings.cert_file or None,
-                keyfile=settings.key_file or None,
-                cert_reqs=ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED,
-            )
-        except (OSError, ValueError) as error:
-            raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
-        client.tls_insecure_set(settings.tls_insecure)
+    _authenticate(client, settings)
     return client
 
 
@@ -134,21 +142,7 @@ class MqttLink:
         if _paho_logger.isEnabledFor(logging.DEBUG):
             client.enable_logger(_paho_logger)
         client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
-        if settings.username:
-            client.username_pw_set(settings.username, settings.password or None)
-        if settings.tls:
-            try:
-                # tls_insecure_set alone only skips the host name check: the chain
-                # would still have to verify, so "insecure" would accept nothing more.
-                client.tls_set(
-                    ca_certs=settings.ca_file or None,
-                    certfile=settings.cert_file or None,
-                    keyfile=settings.key_file or None,
-                    cert_reqs=ssl.CERT_NONE if settings.tls_insecure else ssl.CERT_REQUIRED,
-                )
-            except (OSError, ValueError) as error:
-                raise ConfigError(f"[mqtt] TLS setup failed: {error}") from None
-            client.tls_insecure_set(settings.tls_insecure)
+        _authenticate(client, settings)
         client.reconnect_delay_set(settings.reconnect_min_delay, settings.reconnect_max_delay)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
