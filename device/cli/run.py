@@ -85,6 +85,16 @@ def warn_stale_people(gallery: Gallery, embedding_key: str) -> None:
         logger.warning(f"not recognised until enrolled again (no stored crops): {', '.join(lost)}")
 
 
+def recognition(config: Config, gallery: Gallery, embedder: FaceEmbedder) -> tuple[float, Matcher]:
+    """The identification threshold for this model, and a matcher over its embeddings."""
+    threshold = resolve_threshold(
+        embedder.manifest.identification_threshold, config.model.threshold
+    )
+    return threshold, Matcher.from_gallery(
+        gallery, embedder.embedding_key, threshold, config.model.margin
+    )
+
+
 def site_replication(
     config: Config, gallery: Gallery, link: MqttLink | None, embedder: FaceEmbedder
 ) -> GalleryReplication | None:
@@ -188,9 +198,10 @@ def run(
         cleanup.callback(notifier.close)
         backlog = publisher.start()
         warn_stale_people(gallery, embedder.embedding_key)
+        threshold, matcher = recognition(config, gallery, embedder)
         logger.info(
-            f"watching {frames.description}; {len(gallery.names())} people enrolled"
-            + ("" if gallery.names() else " (everyone is unknown: see 'peephole enroll --help')")
+            f"watching {frames.description}; {len(matcher.people)} people enrolled"
+            + ("" if matcher.people else " (everyone is unknown: see 'peephole enroll --help')")
             + "; events to "
             + (
                 f"mqtt://{', '.join(f'{h}:{p}' for h, p in settings.brokers())} and "
@@ -201,12 +212,6 @@ def run(
         )
         try:
             while True:
-                threshold = resolve_threshold(
-                    embedder.manifest.identification_threshold, config.model.threshold
-                )
-                matcher = Matcher.from_gallery(
-                    gallery, embedder.embedding_key, threshold, config.model.margin
-                )
                 loop = CameraLoop(
                     pipeline=pipeline,
                     matcher=matcher,
@@ -236,6 +241,7 @@ def run(
                 app.use_model(embedder, deployed_dir / embedder.sha256 / MODEL_FILE)
                 if replication is not None:
                     replication.embedder = embedder
+                threshold, matcher = recognition(config, gallery, embedder)
                 if stop_after_frames is not None:
                     stop_after_frames = max(1, stop_after_frames - stats.frames)
         finally:
