@@ -55,7 +55,8 @@ def site_init(site_id: str, config_file: Path | None, signing_key: Path | None) 
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{config_file} is not valid TOML: {error}") from None
     key, text = SiteKey.generate()
-    section = f'[site]\nid = "{site_id}"\nkey = "{text}"\n'
+    # json.dumps quotes the id the way a TOML basic string needs it.
+    section = f'[site]\nid = {json.dumps(site_id)}\nkey = "{text}"\n'
     if signing_key is not None:
         signer, private_text = ModelSigner.generate()
         _write_new_secret(signing_key, private_text + "\n")
