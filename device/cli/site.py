@@ -138,7 +138,7 @@ COLUMNS = (
     "door",
     "state",
     "model",
-    "key",
+    "embedding",
     "people",
     "generation",
     "fps",
