@@ -101,17 +101,17 @@ class Broker:
         return self._process is not None and self._process.poll() is None
 
     def start(self, timeout: float = 10.0) -> None:
-        for _attempt in range(3):
+        attempts = 4 if self._port_chosen else 1
+        for attempt in range(attempts):
             try:
                 self._start(timeout)
-                self._port_chosen = False  # clients know this port now: keep it
-                return
+                break
             except PortTaken:
-                if not self._port_chosen:
+                if attempt == attempts - 1:
                     raise
                 self.port = free_port()
                 self._write_config()
-        self._start(timeout)
+        self._port_chosen = False  # clients know this port now: keep it
 
     def _start(self, timeout: float) -> None:
         if self.running:

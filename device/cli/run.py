@@ -192,6 +192,7 @@ def run(
         publisher = EventPublisher(store, Topics(settings.topic_prefix, settings.device_id), link)
         replication = site_replication(config, gallery, link, embedder)
         rollout = model_rollout(config, gallery, link)
+        person_label = pseudonyms(config)
         notifier = SystemdNotifier()
         if not config.runtime.watchdog:
             notifier.watchdog_interval = None
@@ -231,7 +232,7 @@ def run(
                     model=ModelInfo(file=app.model_name, embedding_key=embedder.embedding_key),
                     replication=replication,
                     rollout=rollout,
-                    person_label=pseudonyms(config),
+                    person_label=person_label,
                 )
                 stats = loop.run()
                 if loop.new_model is None:

@@ -35,26 +35,31 @@ def install_model(bundle: ModelBundle, models_dir: Path, num_threads: int) -> Fa
     """Store the bundle's model under its sha256 if it loads and matches its manifest.
 
     ModelError (and nothing stored) if it does not. ``current`` is not touched.
+    The model is loaded once, from the staging folder; the rename that puts it
+    in place keeps the open file.
     """
     target = models_dir / bundle.model_sha256
     try:
         models_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
-        if not target.is_dir():
-            staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_dir))
-            try:
-                _write(staging / MODEL_FILE, bundle.model)
-                _write(staging / MANIFEST_FILE, bundle.manifest)
-                origin = {"file_name": bundle.file_name, "deployed": bundle.deployed}
-                _write(staging / ORIGIN_FILE, json.dumps(origin).encode("utf-8"))
-                FaceEmbedder.from_files(staging / MODEL_FILE, staging / MANIFEST_FILE, 1)
-                staging.rename(target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        if target.is_dir():
+            return FaceEmbedder.from_files(target / MODEL_FILE, target / MANIFEST_FILE, num_threads)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_dir))
+        try:
+            _write(staging / MODEL_FILE, bundle.model)
+            _write(staging / MANIFEST_FILE, bundle.manifest)
+            origin = {"file_name": bundle.file_name, "deployed": bundle.deployed}
+            _write(staging / ORIGIN_FILE, json.dumps(origin).encode("utf-8"))
+            embedder = FaceEmbedder.from_files(
+                staging / MODEL_FILE, staging / MANIFEST_FILE, num_threads
+            )
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     except OSError as error:
         raise ModelError(f"cannot store the deployed model in {models_dir}: {error}") from None
     except PeepholeError as error:
         raise ModelError(f"deployed model {bundle.file_name} does not load: {error}") from None
-    return FaceEmbedder.from_files(target / MODEL_FILE, target / MANIFEST_FILE, num_threads)
+    return embedder
 
 
 def switch_current(models_dir: Path, sha256: str) -> None:
