@@ -16,8 +16,8 @@ convincing:
 
 Shorter tracks (a passing false detection) are dropped without a decision.
 
-With liveness on, each track also gathers liveness evidence from its face
-meshes (``device.vision.liveness``); a decided track is handed on only once its
+With liveness on, each track also gathers liveness evidence from its aligned
+crops and face meshes (``device.vision.liveness``); a decided track is handed on only once its
 verdict is final (live, or a full window of frames, or the track ended), and
 with ``require_live`` a known person without a ``live`` verdict is handed on
 as unknown with the reason ``liveness``.
@@ -227,10 +227,7 @@ class VisitorTracker:
             track.best_quality = quality
             track.improved = True
         if track.liveness is not None:
-            if face.mesh is None:
-                track.liveness.interrupt()
-            else:
-                track.liveness.observe(face.mesh, face.crop)
+            track.liveness.observe(face.mesh, face.crop)
         if face.embedding is None or track.decision is not None:
             return
         track.embeddings.append(face.embedding)

@@ -6,32 +6,38 @@ homography. A head that turns or talks does not. Two signals, well under a
 millisecond per frame, from what the pipeline already computed:
 
 - **non-planar motion**: up to 40 corners inside the aligned 112x112 face
-  crop are followed from frame to frame with pyramidal Lucas-Kanade optical
-  flow on a band-passed grey crop (a glare drifting over a print is smooth, a
-  screen's moiré is fine: both drop out). Against where tracking started, the
-  median residual after the best homography stays near 0.1-0.3 px for a plane
-  and grows for a turning or talking head: ``min_residual`` in
-  ``residual_frames`` frames is live. The median residual after the best
-  similarity says how far the face moved out of the image plane (alignment
-  already removed shift, roll and scale: a face that only slid, rolled or came
-  closer shows none and cannot be judged). A frame is planar evidence when that
-  motion is at least ``min_motion`` and the homography explains all but
-  ``planar_share`` of it; a head leaves 0.7 to 1.3 of it unexplained.
-  Two guards against flow that slips on a photo (small faces, blur, glare):
-  a residual that rises by more than ``max_jump`` from one frame to the next
-  is a slip, not a head turning (on the real clips a turning head's residual
-  rose by at most 0.8 px a frame), so tracking starts again from fresh
-  corners and that frame counts for nothing; and planar evidence weighs against live evidence: each planar
-  frame asks for ``planar_weight`` more non-planar frames before ``live``.
+  crop, picked where tracking starts, are found again in each later crop by
+  pyramidal Lucas-Kanade optical flow on a band-passed grey level (a glare
+  drifting over a print is smooth, a screen's moiré is fine: both drop out).
+  Each new crop is matched against the *first* crop warped by the homography
+  fitted so far, not against the previous crop: on a plane the warped first
+  crop is the new crop, so the points land where the homography says, and
+  errors do not add up from frame to frame. (Matching frame to frame let the
+  points drift smoothly on small, soft prints, which looks like a head
+  turning.) The median residual after the best homography stays near
+  0.05-0.15 px for a plane and grows for a turning or talking head:
+  ``min_residual`` in ``residual_frames`` frames is live. The median residual
+  after the best similarity says how far the face moved out of the image
+  plane (alignment already removed shift, roll and scale: a face that only
+  slid, rolled or came closer shows none and cannot be judged). A frame is
+  planar evidence when that motion is at least ``min_motion`` and the
+  homography explains all but ``planar_share`` of it; a head leaves 0.5 to
+  1.1 of it unexplained, a plane 0.03 to 0.5. A frame whose residual rises
+  by more than ``max_jump`` over the last one, or whose points moved more
+  than ``_MAX_STEP``, is a mismatch (the crop's alignment jumped, or the face
+  changed too much): it counts for nothing, and after ``_MAX_MISMATCHES`` in a
+  row tracking starts again from the current crop. Each planar frame asks
+  for ``planar_weight`` more non-planar frames before ``live``.
 - **blinks**: the eye aspect ratio from the face mesh's eyelid points (gap
-  over width) dips below ``blink_drop`` of its median over the visit and
-  comes back.
+  over width) dips below ``blink_drop`` of its median over the visit, from
+  open eyes (at least the median) and back to open eyes. Sightings where the mesh did not find the face give motion
+  evidence only.
 
 Why image points and not the mesh's own landmarks: the mesh is a learned 3D
 face fit, and on a tilted photo it answers partly as if the head had turned;
 measured on generated attacks, its landmarks' residual after the best
 homography overlapped real faces (docs/benchmarks.md). Texture points on a
-plane follow the homography to a few tenths of a pixel.
+plane follow the homography to a small fraction of a pixel.
 
 The verdict is ``live`` (enough non-planar motion, or a blink seen), ``suspect``
 (``planar_frames`` planar frames, nothing live) or ``undecided`` (the face
@@ -43,6 +49,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -61,15 +68,19 @@ _MAX_CORNERS, _CORNER_QUALITY, _CORNER_SPACING = 40, 0.05, 5.0
 # A crop with too few such corners (a soft print, a face lit flat) is searched again
 # for weaker ones rather than giving no evidence at all.
 _FALLBACK_QUALITY = 0.02
-# Fewer points than this left tracked, or a step longer than this (pixels, median
-# over the points: the crop's alignment jumped, or the flow lost the face):
-# start again from fresh corners rather than carry a wrong step along.
+# Fewer points than this left tracked: start again from fresh corners.
 _MIN_POINTS = 12
+# A step longer than this (pixels, median over the points, from where the homography
+# so far puts them) is a mismatch: the crop's alignment jumped, or the flow lost the face.
 _MAX_STEP = 10.0
+# Mismatched frames in a row that are skipped before tracking starts again.
+_MAX_MISMATCHES = 2
 # The band the flow follows: between these blurs of the crop's grey level.
 _FINE_SIGMA, _COARSE_SIGMA = 1.2, 3.0
-# Lucas-Kanade window (pixels) and pyramid levels above the crop.
-_WINDOW, _LEVELS = 15, 2
+# Lucas-Kanade window (pixels) and pyramid levels above the crop. A wider window
+# (21 px) smooths a real head's parallax away and left real visits undecided.
+_WINDOW, _LEVELS = 11, 2
+_CROP = 112
 
 
 class Liveness(StrEnum):
@@ -91,22 +102,24 @@ class LivenessOptions:
     # Sightings a visit is watched before its verdict is final (unless live sooner).
     frames: int = 30
     # Residual after the best homography that a plane does not reach.
-    min_residual: float = 0.8
+    min_residual: float = 0.6
     # Frames that must exceed min_residual: one tracking glitch is not a live face.
     residual_frames: int = 10
-    # A rise of the residual from one frame to the next larger than this is the flow slipping
-    # (a turning head's rose by at most 0.8 px a frame on the real clips): start again.
+    # A rise of the residual from one frame to the next larger than this is a mismatch,
+    # not a head turning (a turning head's rose by at most 0.8 px a frame on the real clips).
     max_jump: float = 1.0
     # Each planar frame asks for this many more non-planar frames before the face is live.
     planar_weight: int = 2
     # A planar frame: the face moved out of the image plane by at least min_motion (residual
     # after the best similarity), and the homography explains all but planar_share of it
-    # (a turning head leaves most of it: 0.7 to 1.3 measured on real faces, 0.3 on attacks).
+    # (a turning head leaves most of it: 0.5 to 1.1 measured on real faces, 0.03 to 0.5 on
+    # attacks, 5th to 95th percentile).
     min_motion: float = 0.2
-    planar_share: float = 0.6
+    planar_share: float = 0.4
     # Planar frames, and no live evidence, that make a visit suspect.
     planar_frames: int = 2
-    # A blink: the eye aspect ratio falls below this share of the visit's median, then recovers.
+    # A blink: the eye aspect ratio falls from at least the visit's median to below
+    # blink_drop of it, and comes back to the median.
     blink_drop: float = 0.7
 
 
@@ -125,67 +138,104 @@ def band_pass(crop_rgb: np.ndarray) -> np.ndarray:
 
 
 def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``source`` mapped by the least-squares similarity transform onto ``target`` (Umeyama)."""
-    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
-    centred_source, centred_target = source - source_mean, target - target_mean
-    u, singular, vt = np.linalg.svd(centred_target.T @ centred_source)
-    sign = np.sign(np.linalg.det(u @ vt)) or 1.0
-    rotation = u @ np.diag([1.0, sign]) @ vt
-    variance = float(np.sum(centred_source * centred_source))
-    scale = float(singular[0] + sign * singular[1]) / variance if variance > 0 else 1.0
-    fitted: np.ndarray = scale * centred_source @ rotation.T + target_mean
-    return fitted
+    """``source`` mapped by the least-squares similarity transform onto ``target``.
+
+    In the plane, a rotation and scale is one complex factor, so the least-squares
+    fit (Umeyama's, without reflections) has a closed form: cheap enough per frame.
+    """
+    source_c = source[:, 0] + 1j * source[:, 1]
+    target_c = target[:, 0] + 1j * target[:, 1]
+    target_mean = target_c.sum() / len(target_c)
+    centred = source_c - source_c.sum() / len(source_c)
+    variance = float(np.vdot(centred, centred).real)
+    factor = np.vdot(centred, target_c - target_mean) / variance if variance > 0 else 1.0
+    fitted = factor * centred + target_mean
+    return np.column_stack([fitted.real, fitted.imag])
 
 
-def homography_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``source`` mapped by the least-squares homography onto ``target`` (normalised DLT)."""
-    to_source, to_target = _normaliser(source), _normaliser(target)
-    a = _apply(to_source, source)
-    b = _apply(to_target, target)
-    ones, zeros = np.ones((len(a), 1)), np.zeros((len(a), 3))
-    homogeneous = np.hstack([a, ones])
-    rows = np.vstack(
-        [
-            np.hstack([homogeneous, zeros, -b[:, :1] * homogeneous]),
-            np.hstack([zeros, homogeneous, -b[:, 1:] * homogeneous]),
-        ]
-    )
+def fit_homography(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The least-squares homography (3x3) that maps ``source`` onto ``target`` (normalised DLT)."""
+    source_centre, source_factor = _normalisation(source)
+    target_centre, target_factor = _normalisation(target)
+    a = (source - source_centre) * source_factor
+    b = (target - target_centre) * target_factor
+    count = len(a)
+    rows = np.zeros((2 * count, 9))
+    rows[:count, 0:2], rows[:count, 2] = a, 1.0
+    rows[count:, 3:5], rows[count:, 5] = a, 1.0
+    rows[:count, 6:8], rows[:count, 8] = -b[:, :1] * a, -b[:, 0]
+    rows[count:, 6:8], rows[count:, 8] = -b[:, 1:] * a, -b[:, 1]
     # The null vector of the rows: the eigenvector of the smallest eigenvalue of rows' rows.
     _, vectors = np.linalg.eigh(rows.T @ rows)
-    homography = np.linalg.inv(to_target) @ vectors[:, 0].reshape(3, 3) @ to_source
-    return _apply(homography, source)
+    to_source = np.array(
+        [
+            [source_factor, 0, -source_factor * source_centre[0]],
+            [0, source_factor, -source_factor * source_centre[1]],
+            [0, 0, 1],
+        ]
+    )
+    from_target = np.array(
+        [
+            [1 / target_factor, 0, target_centre[0]],
+            [0, 1 / target_factor, target_centre[1]],
+            [0, 0, 1],
+        ]
+    )
+    homography = from_target @ vectors[:, 0].reshape(3, 3) @ to_source
+    normalised: np.ndarray = homography / homography[2, 2]
+    return normalised
 
 
-def _normaliser(points: np.ndarray) -> np.ndarray:
-    """Hartley's normalisation: centroid to the origin, mean distance sqrt(2)."""
-    centre = points.mean(axis=0)
-    spread = float(np.mean(np.linalg.norm(points - centre, axis=1))) or 1.0
-    factor = np.sqrt(2.0) / spread
-    return np.array([[factor, 0, -factor * centre[0]], [0, factor, -factor * centre[1]], [0, 0, 1]])
+def _normalisation(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Hartley's normalisation (centre, factor): centroid to the origin, mean distance sqrt(2)."""
+    centre = points.sum(axis=0) / len(points)
+    spread = float(np.sqrt(((points - centre) ** 2).sum(axis=1)).sum()) / len(points)
+    return centre, (np.sqrt(2.0) / spread if spread > 0 else 1.0)
 
 
-def _apply(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
+def apply_homography(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
     mapped = points @ homography[:, :2].T + homography[:, 2]
     result: np.ndarray = mapped[:, :2] / mapped[:, 2:]
     return result
 
 
-def residuals(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    """(planar, motion): median point residuals after the best homography and the best similarity.
+def median(values: np.ndarray) -> float:
+    """The median of a short 1-D array; ``np.median``'s checks cost more than the sort here."""
+    ordered = np.sort(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return float(ordered[middle - 1] + ordered[middle]) / 2
 
-    A plane has a planar residual near 0 whatever its motion; a face that moved
-    only in the image plane has both near 0. Points the flow lost track of are
-    outliers: the homography is fitted again without those far off the first fit.
+
+class PlaneFit(NamedTuple):
+    """How well one plane explains the points' motion (pixels of the aligned crop)."""
+
+    # Median residual after the best homography: near 0 for a plane, whatever its motion.
+    planar: float
+    # Median residual after the best similarity: how far the points moved out of the image plane.
+    motion: float
+    # The best homography, from the reference points to the current ones.
+    homography: np.ndarray
+
+
+def residuals(reference: np.ndarray, current: np.ndarray) -> PlaneFit:
+    """The plane that best explains how ``reference`` points moved to ``current``.
+
+    A face that moved only in the image plane has both residuals near 0. Points
+    the flow lost track of are outliers: the homography is fitted again without
+    those far off the first fit.
     """
     reference, current = reference.astype(np.float64), current.astype(np.float64)
-    errors = np.linalg.norm(homography_fit(reference, current) - current, axis=1)
-    inliers = errors <= 3.0 * max(float(np.median(errors)), 0.05)
+    homography = fit_homography(reference, current)
+    errors = np.linalg.norm(apply_homography(homography, reference) - current, axis=1)
+    inliers = errors <= 3.0 * max(median(errors), 0.05)
     if inliers.sum() >= _MIN_POINTS and not inliers.all():
         reference, current = reference[inliers], current[inliers]
-        errors = np.linalg.norm(homography_fit(reference, current) - current, axis=1)
-    planar = float(np.median(errors))
-    moved = float(np.median(np.linalg.norm(similarity_fit(reference, current) - current, axis=1)))
-    return planar, moved
+        homography = fit_homography(reference, current)
+        errors = np.linalg.norm(apply_homography(homography, reference) - current, axis=1)
+    moved = np.linalg.norm(similarity_fit(reference, current) - current, axis=1)
+    return PlaneFit(median(errors), median(moved), homography)
 
 
 def eye_aspect_ratio(mesh: np.ndarray) -> float:
@@ -199,25 +249,32 @@ def eye_aspect_ratio(mesh: np.ndarray) -> float:
 
 
 def has_blink(ratios: list[float], drop: float) -> bool:
-    """An eye aspect ratio below ``drop`` times the median, with open eyes before and after it."""
+    """Eyes open, closed, open again: the eye aspect ratio at or above the visit's median,
+    then below ``drop`` times it, then back at or above it.
+
+    The way back up matters: on a photo the mesh's eyelids jitter, and a dip that
+    wanders back only part of the way is that jitter, not eyes opening.
+    """
     if len(ratios) < 3:
         return False
-    open_level = float(np.median(ratios))
-    closed = [r < drop * open_level for r in ratios]
-    if not any(closed):
-        return False
-    first = closed.index(True)
-    last = len(closed) - 1 - closed[::-1].index(True)
-    return first > 0 and last < len(closed) - 1
+    level = float(np.median(ratios))
+    phase = 0  # 0: waiting for open eyes, 1: open, waiting for a close, 2: closed
+    for ratio in ratios:
+        if phase == 0 and ratio >= level:
+            phase = 1
+        elif phase == 1 and ratio < drop * level:
+            phase = 2
+        elif phase == 2 and ratio >= level:
+            return True
+    return False
 
 
 @dataclass
 class LivenessEvidence:
-    """What one track has seen so far: ``observe`` each sighting with a mesh, ``interrupt`` one without."""
+    """What one track has seen so far: ``observe`` each sighting."""
 
     options: LivenessOptions
-    # Sightings so far, and those with a face mesh (the ones that give evidence).
-    seen: int = 0
+    # Sightings so far.
     frames: int = 0
     nonplanar_frames: int = 0
     planar_frames: int = 0
@@ -225,26 +282,27 @@ class LivenessEvidence:
     ratios: list[float] = field(default_factory=list, repr=False)
     # The last frame's residual after the best homography (0 when tracking starts).
     last_residual: float = 0.0
-    # The tracked points: where they started (in the first crop), where they are now
-    # (in the last crop), and that crop, band-passed.
+    # Mismatched frames in a row (skipped).
+    mismatches: int = 0
+    # Where tracking started: the band-passed crop, the corners picked in it, and the
+    # homography that maps them into the last crop. None until a crop had enough corners.
+    template: np.ndarray | None = field(default=None, repr=False)
     origin: np.ndarray | None = field(default=None, repr=False)
-    points: np.ndarray | None = field(default=None, repr=False)
-    previous: np.ndarray | None = field(default=None, repr=False)
+    homography: np.ndarray = field(default_factory=lambda: np.eye(3), repr=False)
 
-    def observe(self, mesh: np.ndarray, crop_rgb: np.ndarray) -> None:
-        """One frame's evidence: ``mesh`` for the eyelids, ``crop_rgb`` (the aligned face) for the flow."""
+    def observe(self, mesh: np.ndarray | None, crop_rgb: np.ndarray) -> None:
+        """One sighting: ``crop_rgb`` (the aligned face) for the motion, ``mesh`` (if found) for blinks."""
         if self.final:
             return
-        self.seen += 1
         self.frames += 1
-        self.ratios.append(eye_aspect_ratio(mesh))
-        self.blinked = self.blinked or has_blink(self.ratios, self.options.blink_drop)
+        if mesh is not None:
+            self.ratios.append(eye_aspect_ratio(mesh))
+            self.blinked = self.blinked or has_blink(self.ratios, self.options.blink_drop)
         detail = band_pass(crop_rgb)
-        if self.previous is not None:
+        if self.template is not None:
             self._follow(detail)
-        if self.points is None or self.origin is None:
+        if self.template is None:
             self._start(detail)
-        self.previous = detail
 
     def _start(self, detail: np.ndarray) -> None:
         """Pick the corners to follow from this crop on (none if it has too few)."""
@@ -256,44 +314,46 @@ class LivenessEvidence:
                 detail, _MAX_CORNERS, _FALLBACK_QUALITY, _CORNER_SPACING, mask=_REGION
             )
         if corners is None or len(corners) < _MIN_POINTS:
-            self.origin = self.points = None
             return
-        self.last_residual = 0.0
-        self.origin = corners.astype(np.float32).reshape(-1, 1, 2)
-        self.points = self.origin.copy()
+        self.template, self.origin = detail, corners.reshape(-1, 2).astype(np.float64)
+        self.homography = np.eye(3)
+        self.last_residual, self.mismatches = 0.0, 0
 
     def _follow(self, detail: np.ndarray) -> None:
-        """Optical flow of the points from the last crop to this one; residuals against their start."""
-        if self.previous is None or self.points is None or self.origin is None:
+        """Find the corners in this crop, starting from the first crop warped by the homography so far."""
+        if self.template is None or self.origin is None:
             return
-        moved, status, _ = cv2.calcOpticalFlowPyrLK(
-            self.previous,
+        predicted = cv2.warpPerspective(
+            self.template, self.homography, (_CROP, _CROP), borderMode=cv2.BORDER_REPLICATE
+        )
+        start = apply_homography(self.homography, self.origin).astype(np.float32)
+        found, status, _ = cv2.calcOpticalFlowPyrLK(
+            predicted,
             detail,
-            self.points,
-            self.points.copy(),
+            start.reshape(-1, 1, 2),
+            start.reshape(-1, 1, 2).copy(),
             winSize=(_WINDOW, _WINDOW),
             maxLevel=_LEVELS,
         )
-        kept = status.ravel() == 1
-        step = np.linalg.norm((moved - self.points).reshape(-1, 2)[kept], axis=1)
-        if kept.sum() < _MIN_POINTS or float(np.median(step)) > _MAX_STEP:
-            self.points = None
+        found = found.reshape(-1, 2)
+        kept = (status.ravel() == 1) & np.all((start >= 0) & (start < _CROP), axis=1)
+        if kept.sum() < _MIN_POINTS:
+            self.template = self.origin = None
             return
-        self.origin, self.points = self.origin[kept], moved[kept]
-        planar, motion = residuals(self.origin.reshape(-1, 2), self.points.reshape(-1, 2))
-        if planar - self.last_residual > self.options.max_jump:
-            self.points = None
+        step = median(np.linalg.norm(found[kept] - start[kept], axis=1))
+        fit = residuals(self.origin[kept], found[kept])
+        if step > _MAX_STEP or fit.planar - self.last_residual > self.options.max_jump:
+            self.mismatches += 1
+            if self.mismatches > _MAX_MISMATCHES:
+                self.template = self.origin = None
             return
-        self.last_residual = planar
-        self.nonplanar_frames += planar >= self.options.min_residual
+        self.origin, self.homography = self.origin[kept], fit.homography
+        self.last_residual, self.mismatches = fit.planar, 0
+        self.nonplanar_frames += fit.planar >= self.options.min_residual
         self.planar_frames += (
-            motion >= self.options.min_motion and planar <= self.options.planar_share * motion
+            fit.motion >= self.options.min_motion
+            and fit.planar <= self.options.planar_share * fit.motion
         )
-
-    def interrupt(self) -> None:
-        """The face was seen without a mesh: the next frame starts tracking afresh."""
-        self.seen += 1
-        self.previous = self.points = self.origin = None
 
     @property
     def live(self) -> bool:
@@ -303,7 +363,7 @@ class LivenessEvidence:
     @property
     def final(self) -> bool:
         """Live already, or the window is full: later frames cannot change the verdict."""
-        return self.live or self.seen >= self.options.frames
+        return self.live or self.frames >= self.options.frames
 
     def verdict(self) -> Liveness:
         if self.live:
