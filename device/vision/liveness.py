@@ -30,8 +30,8 @@ millisecond per frame, from what the pipeline already computed:
   for ``planar_weight`` more non-planar frames before ``live``.
 - **blinks**: the eye aspect ratio from the face mesh's eyelid points (gap
   over width) dips below ``blink_drop`` of its median over the visit, from
-  open eyes (at least the median) and back to open eyes. Sightings where the mesh did not find the face give motion
-  evidence only.
+  open eyes (at least the median) and back to open eyes. Sightings where the
+  mesh did not find the face give motion evidence only.
 
 Why image points and not the mesh's own landmarks: the mesh is a learned 3D
 face fit, and on a tilted photo it answers partly as if the head had turned;
