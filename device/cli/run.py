@@ -28,7 +28,7 @@ from device.service.topics import SiteTopics, Topics
 from device.service.tracker import Cooldown, VisitorTracker
 from device.site.clock import HybridClock
 from device.site.key import SiteKey
-from device.site.model_store import MODEL_FILE
+from device.site.model_store import stored_model
 from device.site.replica import SiteReplica
 from device.vision.embedder import FaceEmbedder
 from device.vision.sources import SourceOptions, open_source
@@ -239,7 +239,7 @@ def run(
                     break
                 embedder = loop.new_model
                 deployed_dir = config.model.resolved_deployed_dir()
-                app.use_model(embedder, deployed_dir / embedder.sha256 / MODEL_FILE)
+                app.use_model(embedder, stored_model(deployed_dir, embedder.sha256))
                 if replication is not None:
                     replication.embedder = embedder
                 threshold, matcher = recognition(config, gallery, embedder)

@@ -54,7 +54,7 @@ class ModelRollout:
         latest = None
         while not self._arrived.empty():
             latest = self._arrived.get_nowait()
-        if latest is None or not latest:
+        if not latest:
             return None
         fingerprint = latest[-64:]
         if fingerprint in self._seen:

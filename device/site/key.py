@@ -40,6 +40,11 @@ class SealError(PeepholeError):
     """A sealed record did not open: tampered with, cut short, or sealed with another key."""
 
 
+def _text(raw: bytes) -> str:
+    """Key bytes as the unpadded URL-safe base64 the config holds."""
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
 def _derive(secret: bytes, purpose: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose).derive(secret)
 
@@ -58,7 +63,7 @@ class SiteKey:
     def generate(cls) -> tuple[SiteKey, str]:
         """A new random key, and its text form to put in each door's config."""
         secret = os.urandom(SITE_KEY_BYTES)
-        return cls(secret), base64.urlsafe_b64encode(secret).decode("ascii").rstrip("=")
+        return cls(secret), _text(secret)
 
     @classmethod
     def from_text(cls, text: str) -> SiteKey:
@@ -94,10 +99,6 @@ class SiteKey:
 
 
 SIGNATURE_BYTES = 64
-
-
-def _text(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
 class ModelSigner:

@@ -31,6 +31,11 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(stream.fileno())
 
 
+def stored_model(models_dir: Path, sha256: str) -> Path:
+    """Where the model with this sha256 is stored once installed."""
+    return models_dir / sha256 / MODEL_FILE
+
+
 def install_model(bundle: ModelBundle, models_dir: Path, num_threads: int) -> FaceEmbedder:
     """Store the bundle's model under its sha256 if it loads and matches its manifest.
 
@@ -42,7 +47,9 @@ def install_model(bundle: ModelBundle, models_dir: Path, num_threads: int) -> Fa
     try:
         models_dir.mkdir(parents=True, exist_ok=True, mode=0o750)
         if target.is_dir():
-            return FaceEmbedder.from_files(target / MODEL_FILE, target / MANIFEST_FILE, num_threads)
+            return FaceEmbedder.from_files(
+                stored_model(models_dir, bundle.model_sha256), target / MANIFEST_FILE, num_threads
+            )
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=models_dir))
         try:
             _write(staging / MODEL_FILE, bundle.model)

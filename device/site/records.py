@@ -5,9 +5,9 @@ again: the name, the aligned crops, and embeddings that have no crop (enrolled
 with ``[gallery] store_crops = false``). Embeddings of a crop are left out:
 each door embeds the crops with the model it runs, so doors on different
 models (a rollout half-way) agree, and a model change sends nothing. The
-record is stamped by the hybrid logical clock. A removal is a record too (a tombstone, no person), kept on the
-broker like any other, so a door that was away when someone was removed still
-learns of it. The record is always the person's whole state: the later stamp
+record is stamped by the hybrid logical clock. A removal is a record too (a
+tombstone, no person), kept on the broker like any other, so a door that was
+away when someone was removed still learns of it. The record is always the person's whole state: the later stamp
 wins, and no merge is ever needed.
 """
 

@@ -199,7 +199,7 @@ def apply_homography(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
     return result
 
 
-def median(values: np.ndarray) -> float:
+def _median(values: np.ndarray) -> float:
     """The median of a short 1-D array; ``np.median``'s checks cost more than the sort here."""
     ordered = np.sort(values)
     middle = len(ordered) // 2
@@ -229,13 +229,13 @@ def residuals(reference: np.ndarray, current: np.ndarray) -> PlaneFit:
     reference, current = reference.astype(np.float64), current.astype(np.float64)
     homography = fit_homography(reference, current)
     errors = np.linalg.norm(apply_homography(homography, reference) - current, axis=1)
-    inliers = errors <= 3.0 * max(median(errors), 0.05)
+    inliers = errors <= 3.0 * max(_median(errors), 0.05)
     if inliers.sum() >= _MIN_POINTS and not inliers.all():
         reference, current = reference[inliers], current[inliers]
         homography = fit_homography(reference, current)
         errors = np.linalg.norm(apply_homography(homography, reference) - current, axis=1)
     moved = np.linalg.norm(similarity_fit(reference, current) - current, axis=1)
-    return PlaneFit(median(errors), median(moved), homography)
+    return PlaneFit(_median(errors), _median(moved), homography)
 
 
 def eye_aspect_ratio(mesh: np.ndarray) -> float:
@@ -340,7 +340,7 @@ class LivenessEvidence:
         if kept.sum() < _MIN_POINTS:
             self.template = self.origin = None
             return
-        step = median(np.linalg.norm(found[kept] - start[kept], axis=1))
+        step = _median(np.linalg.norm(found[kept] - start[kept], axis=1))
         fit = residuals(self.origin[kept], found[kept])
         if step > _MAX_STEP or fit.planar - self.last_residual > self.options.max_jump:
             self.mismatches += 1
