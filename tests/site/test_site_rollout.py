@@ -33,7 +33,7 @@ from tests.runtime_helpers import (
     wait_until,
     write_config,
 )
-from tests.test_site_e2e import statuses, write_video
+from tests.site.test_site_e2e import statuses, write_video
 
 LIN = "Lin-Manuel Miranda"
 MODEL_TOPIC = "peephole/site/home/model"

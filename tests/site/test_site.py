@@ -2,7 +2,7 @@
 
 No broker here: records pass from one door's replica to another's by hand, in
 every order, so the conflict rule can be checked exactly. The broker path is in
-tests/test_site_e2e.py.
+tests/site/test_site_e2e.py.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from tests.runtime_helpers import (
     wait_until,
     write_config,
 )
-from tests.test_outbox_delivery import LineReader
+from tests.service.test_outbox_delivery import LineReader
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 LIN, ALEX = "Lin-Manuel Miranda", "Alex Lacamoire"

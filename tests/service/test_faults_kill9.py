@@ -30,7 +30,7 @@ from tests.runtime_helpers import (
     start_run,
     write_config,
 )
-from tests.test_outbox_delivery import LineReader
+from tests.service.test_outbox_delivery import LineReader
 
 KILLS = 20
 SEED = 20261128

@@ -19,7 +19,7 @@ from device.cli import main
 from device.cli.logs import StderrHandler, stderr_is_journal
 from tests.conftest import require_shared
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINA = "data/celebrity112/Tina_Fey"
 
 

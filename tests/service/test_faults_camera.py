@@ -30,7 +30,7 @@ from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, ReopeningSource, SourceOptions, VideoCaptureSource
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until
-from tests.test_service import notify_socket
+from tests.service.test_service import notify_socket
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 

@@ -20,7 +20,7 @@ from device.service.mqtt import MqttLink
 from tests.broker import Broker, Received, Subscriber, free_port
 from tests.conftest import require_shared
 from tests.runtime_helpers import enroll_people, start_run, wait_until, write_config
-from tests.test_outbox_delivery import LineReader
+from tests.service.test_outbox_delivery import LineReader
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 STATUS_FIELDS = {

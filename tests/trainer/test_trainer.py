@@ -26,7 +26,7 @@ except ImportError:
 
 pytestmark = pytest.mark.trainer
 
-MOBILEFACENET = Path(__file__).parent / "fixtures" / "mobilefacenet_phase5_int8.tflite"
+MOBILEFACENET = Path(__file__).parents[1] / "fixtures" / "mobilefacenet_phase5_int8.tflite"
 
 IDENTITIES = ("Halle_Berry", "Hugh_Jackman", "Tina_Fey", "Will_Smith")
 

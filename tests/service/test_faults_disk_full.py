@@ -35,7 +35,7 @@ from tests.runtime_helpers import (
     wait_until,
     write_config,
 )
-from tests.test_outbox_delivery import LineReader
+from tests.service.test_outbox_delivery import LineReader
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 PHOTO = "data/lfw/images/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"
