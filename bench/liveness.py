@@ -31,8 +31,8 @@ import numpy as np
 
 from bench.attacks import Attack, render_attack
 from bench.frame_sets import lfw_people
-from device.config import Config
-from device.service.tracker import Track, TrackerOptions, VisitorTracker
+from device.config import Config, LivenessConfig
+from device.service.tracker import Track, VisitorTracker
 from device.vision.imageio import read_image
 from device.vision.liveness import Liveness, LivenessOptions
 from device.vision.pipeline import FaceAnalysis, FacePipeline
@@ -71,13 +71,13 @@ def pipeline(variant: str) -> FacePipeline:
 
 
 def visits(
-    faces_per_frame: list[list[FaceAnalysis]], liveness: LivenessOptions | None
+    faces_per_frame: list[list[FaceAnalysis]], liveness: LivenessConfig | None
 ) -> list[Track]:
     """Every visit (decided track) of a sequence of analysed frames."""
-    tracker = VisitorTracker(lambda _: Nobody(), TrackerOptions(liveness=liveness))
+    tracker = VisitorTracker(lambda _: Nobody(), liveness=liveness)
     decided: list[Track] = []
     for index, faces in enumerate(faces_per_frame):
-        decided += tracker.update(faces, index, index / 15.0).decided
+        decided += tracker.update(faces, index / 15.0).decided
     return decided + tracker.finish().decided
 
 
@@ -118,7 +118,7 @@ def attack_runs(
         kind = kinds[number % len(kinds)]
         frames = render_attack(read_image(path), kind, seed=seed + number)
         analysed = [pipe.analyse(frame, embed=False) for frame in frames]
-        yield path, kind, visits(analysed, LivenessOptions())
+        yield path, kind, visits(analysed, LivenessConfig())
 
 
 def verdict_table(title: str, photos: list[Path], seed: int, pipe: FacePipeline) -> None:
@@ -164,7 +164,7 @@ def clip_table() -> list[list[FaceAnalysis]]:
             pipe.analyse(frame, embed=False) for frame in read_clip(SHARED / "data/video" / name)
         ]
         hamilton = hamilton or analysed
-        for track in visits(analysed, LivenessOptions()):
+        for track in visits(analysed, LivenessConfig()):
             evidence, decision = track.liveness, track.decision
             assert evidence is not None and decision is not None and decision.liveness is not None
             verdicts[decision.liveness.value] += 1
@@ -186,15 +186,13 @@ def cost_table(frames: list[list[FaceAnalysis]], repeats: int) -> None:
     seconds: dict[str, list[float]] = {"off": [], "on": []}
     for _ in range(repeats):
         trackers = {
-            "off": VisitorTracker(lambda _: Nobody(), TrackerOptions()),
-            "on": VisitorTracker(
-                lambda _: Nobody(), TrackerOptions(liveness=LivenessOptions(frames=10**6))
-            ),
+            "off": VisitorTracker(lambda _: Nobody()),
+            "on": VisitorTracker(lambda _: Nobody(), liveness=LivenessConfig(frames=10**6)),
         }
         for index, faces in enumerate(frames):
             for mode, tracker in trackers.items():
                 started = time.perf_counter()
-                tracker.update(faces, index, index / 30.0)
+                tracker.update(faces, index / 30.0)
                 seconds[mode].append(time.perf_counter() - started)
     faces_seen = sum(len(f) for f in frames) * repeats
     off, on = (1000 * statistics.mean(seconds[m]) for m in ("off", "on"))

@@ -49,6 +49,11 @@ class CameraConfig:
     fps: float = 15.0
     # Pace video files and image folders to their frame rate (cameras always are).
     realtime: bool = False
+    # A camera or stream that fails is reopened after this many seconds, doubling
+    # up to backoff_max; it counts as failed after this many reads without a frame.
+    backoff_initial: float = 0.5
+    backoff_max: float = 10.0
+    read_failures_before_reopen: int = 5
 
 
 @dataclass
@@ -114,6 +119,9 @@ class GalleryConfig:
     # Keep each enrollment's aligned 112x112 crop so the gallery can be
     # re-embedded after a model change. Switch off to store embeddings only.
     store_crops: bool = True
+    # Seconds between looks for changes other commands made to the gallery while
+    # `peephole run` runs (a cheap check of SQLite's data_version).
+    refresh_interval: float = 1.0
 
     def resolved_path(self) -> Path:
         return Path(self.path) if self.path else _default_state_dir() / "gallery.db"
@@ -231,6 +239,8 @@ class RuntimeConfig:
     unknown_margin: float = 0.15
     # Box overlap that links a face to the track of the previous frame.
     iou_threshold: float = 0.3
+    # Centre distance, relative to the box size, that still links a face that moved fast.
+    max_centre_distance: float = 0.5
     outbox_path: str = ""
     watchdog: bool = True
 

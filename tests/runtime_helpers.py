@@ -1,4 +1,4 @@
-"""Helpers for tests that run ``peephole run`` as a real process."""
+"""Helpers for tests that run a door: ``peephole run`` as a real process, or a ``Door`` in a thread."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from typing import Any
 from click.testing import CliRunner
 
 from device.cli import main
+from device.config import Config
+from device.service.door import Door
+from device.service.sdnotify import SystemdNotifier
+from device.site.model_choice import ModelChoice
+from device.vision.sources import FrameSource
 from tests.broker import Broker
 from tests.conftest import ROOT, require_shared
 
@@ -52,6 +57,25 @@ def enroll_people(gallery: Path, reference: tuple[Path, Path] | None) -> None:
             main, ["--db", str(gallery), *model_options(reference), *enroll_arguments(name)]
         )
         assert result.exit_code == 0, result.output
+
+
+def make_door(
+    folder: Path,
+    reference: tuple[Path, Path],
+    source: FrameSource,
+    *,
+    config: Config | None = None,
+    **parts: Any,
+) -> Door:
+    """A door with its gallery and outbox in ``folder``, this model at threshold 0.4, and
+    ``source`` as its camera; ``parts`` as :meth:`Door.from_config` takes them."""
+    config = config or Config()
+    config.gallery.path = str(folder / "gallery.db")
+    config.runtime.outbox_path = str(folder / "outbox.db")
+    config.model.threshold = 0.4
+    config.mqtt.device_id = "door"
+    parts.setdefault("notifier", SystemdNotifier({}))
+    return Door.from_config(config, ModelChoice(config, *reference), source=source, **parts)
 
 
 def write_config(

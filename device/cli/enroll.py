@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -15,7 +16,6 @@ from device.cli.app import AppContext, pass_app
 from device.errors import GalleryError
 from device.identity.enroll import (
     Enrollment,
-    EnrollOptions,
     FrameOutcome,
     enroll_frames,
     enroll_images,
@@ -24,7 +24,6 @@ from device.identity.enroll import (
     video_frames,
 )
 from device.identity.gallery import Gallery, normalise_name
-from device.vision.sources import SourceOptions
 
 logger = logging.getLogger(__name__)
 
@@ -70,17 +69,21 @@ def enroll(
     existing = check_enrollable(app, display, append)
     settings = app.config.enroll
     default_min = 1 if from_images else settings.min_samples
-    options = EnrollOptions(
+    options = dataclasses.replace(
+        settings,
         samples=samples or (len(files) if from_images else settings.samples),
         min_samples=min_samples or default_min,
-        largest_face=largest_face,
-        store_crops=app.config.gallery.store_crops,
-        duplicate_similarity=settings.duplicate_similarity,
     )
     if options.min_samples > options.samples:
         raise click.UsageError(f"--min-samples {options.min_samples} is above {options.samples}")
     embedder = app.embedder()
-    enrollment = Enrollment(app.pipeline(), options, existing_embeddings(app, display, existing))
+    enrollment = Enrollment(
+        app.pipeline(),
+        options,
+        existing_embeddings(app, display, existing),
+        largest_face=largest_face,
+        store_crops=app.config.gallery.store_crops,
+    )
     if from_images:
         report_images(enroll_images(enrollment, files))
     elif video is not None:
@@ -90,8 +93,7 @@ def enroll(
             f"look at the camera ({app.config.camera.source}); collecting {options.samples}"
         )
         camera = app.config.camera
-        capture = SourceOptions(width=camera.width, height=camera.height, fps=camera.fps)
-        frames = source_frames(camera.source, capture, timeout)
+        frames = source_frames(camera.source, dataclasses.replace(camera, realtime=False), timeout)
         report_stream(enroll_frames(enrollment, frames), options.samples, live=True)
     taken = enrollment.result(options.min_samples)
     with Gallery.open(app.gallery_path) as gallery:

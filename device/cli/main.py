@@ -25,6 +25,7 @@ from device.errors import PeepholeError
 
 
 @click.group(cls=PeepholeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="peephole", message="%(prog)s %(version)s")
 @click.option(
     "--config", "config_path", type=click.Path(path_type=Path), help="Configuration TOML file."
 )
@@ -59,7 +60,7 @@ def main(
         fail(str(error))
     if db_path:
         config.gallery.path = str(db_path)
-    ctx.obj = AppContext(config, model_override=model_path, manifest_override=manifest_path)
+    ctx.obj = AppContext.create(config, model_path, manifest_path)
 
 
 for command in (inspect, enroll, identify, people, gallery_group, calibrate, run, site_group):

@@ -26,7 +26,7 @@ def people_list(app: AppContext, as_json: bool) -> None:
     On a site, also each person's pseudonym (what events say with
     ``[site] names_on_broker = false``).
     """
-    key = app.embedding_key_without_loading()
+    key = app.models.embedding_key_without_loading()
     with app.open_gallery() as gallery:
         summaries = gallery.summaries(key)
     site_key = SiteKey.from_text(app.config.site.key) if app.config.site.key else None

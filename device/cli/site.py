@@ -117,7 +117,7 @@ def site_deploy_model(app: AppContext, model: Path, signing_key: Path, wait: flo
         raise ConfigError(
             f"{signing_key} is not the signer this site's doors trust ([site] model_signer)"
         )
-    manifest = app.manifest_override or manifest_path_for(model)
+    manifest = app.models.manifest_override or manifest_path_for(model)
     embedder = FaceEmbedder.from_files(model, manifest, num_threads=1)  # refuse a broken model here
     bundle = ModelBundle(
         site=site.id,

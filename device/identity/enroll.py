@@ -17,32 +17,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.config import CameraConfig, EnrollConfig
 from device.errors import GalleryError, ImageError, PeepholeError, SourceError
 from device.identity.gallery import Gallery, Sample
 from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import IMAGE_SUFFIXES, read_image
 from device.vision.pipeline import FacePipeline
-from device.vision.sources import SourceOptions, open_source
-
-
-@dataclass(frozen=True)
-class EnrollOptions:
-    """How many samples to take and what counts as one.
-
-    Attributes:
-        samples: stop once this many good samples are collected.
-        min_samples: fewer good samples than this and nothing is stored.
-        largest_face: with several faces in a frame, use the largest instead of skipping it.
-        store_crops: keep each sample's aligned crop (needed for ``gallery reembed``).
-        duplicate_similarity: a face at least this cosine-similar to a sample already
-            taken is a near-duplicate and skipped.
-    """
-
-    samples: int = 10
-    min_samples: int = 3
-    largest_face: bool = False
-    store_crops: bool = True
-    duplicate_similarity: float = 0.95
+from device.vision.sources import open_source
 
 
 @dataclass(frozen=True)
@@ -62,8 +43,13 @@ class Enrollment:
     """Collects samples of one person from a stream of frames."""
 
     pipeline: FacePipeline
-    options: EnrollOptions
+    # How many samples to take and what counts as a near-duplicate ([enroll]).
+    options: EnrollConfig
     existing: np.ndarray | None = None
+    # With several faces in a frame, use the largest instead of skipping the frame.
+    largest_face: bool = False
+    # Keep each sample's aligned crop (needed for ``gallery reembed`` and the site).
+    store_crops: bool = True
     samples: list[Sample] = field(default_factory=list)
     rejections: Counter[str] = field(default_factory=Counter)
     frames: int = 0
@@ -78,7 +64,7 @@ class Enrollment:
         faces = self.pipeline.analyse(image_rgb, embed=False)
         if not faces:
             return self.reject(source, "no face")
-        if len(faces) > 1 and not self.options.largest_face:
+        if len(faces) > 1 and not self.largest_face:
             return self.reject(source, "several faces (use --largest-face)")
         face = faces[0]
         if not face.quality.accepted:
@@ -89,7 +75,7 @@ class Enrollment:
         embedding = embedder.embed(face.crop)
         if self._is_near_duplicate(embedding):
             return self.reject(source, "near-duplicate")
-        png = encode_crop(face.crop) if self.options.store_crops else None
+        png = encode_crop(face.crop) if self.store_crops else None
         self.samples.append(Sample(embedding, face.quality.quality, source, png))
         return FrameOutcome(source, None)
 
@@ -180,11 +166,11 @@ def video_frames(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     """(label, RGB frame) of every frame of a video file."""
     if not path.is_file():
         raise SourceError(f"{path}: no such video file")
-    yield from source_frames(str(path), SourceOptions(), timeout_s=None)
+    yield from source_frames(str(path), CameraConfig(), timeout_s=None)
 
 
 def source_frames(
-    spec: str, options: SourceOptions, timeout_s: float | None
+    spec: str, options: CameraConfig, timeout_s: float | None
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(label, RGB frame) from a frame source until it ends or ``timeout_s`` have passed."""
     source = open_source(spec, options)

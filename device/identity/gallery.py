@@ -11,6 +11,7 @@ writes. Tables (schema version in ``PRAGMA user_version``):
   it is run); rows of another key are never compared with the current one.
 - ``state``: one row whose ``generation`` triggers bump on every change that
   matters to matching, so a reader can tell cheaply that it must reload.
+- ``site_records``: the site's replication ledger (device/identity/site_records.py).
 
 Every write runs in one ``BEGIN IMMEDIATE`` transaction: it happens entirely or
 not at all. So does a migration to a newer schema: an interrupted one leaves
@@ -34,6 +35,7 @@ import numpy as np
 import sqlite_utils
 
 from device.errors import GalleryError, disk_full_hint
+from device.identity import site_records
 from device.identity.export_format import ExportedCrop, ExportedEmbedding, ExportedPerson
 
 SCHEMA_VERSION = 3
@@ -102,23 +104,14 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
     embeddings.create_index(["embedding_key", "person_id"])
 
 
-def _schema_v3(db: sqlite_utils.Database) -> None:
-    """``site_records``: what this door last sent or accepted of each person on its site.
-
-    One row per record id (device/site/replica.py): the stamp of the latest
-    change, the digest of the person as it then was ("" once removed), and
-    whether the broker has acknowledged this door's own change yet.
-    """
-    db.table("site_records").create(
-        {"record_id": str, "stamp": str, "digest": str, "removed": int, "published": int},
-        pk="record_id",
-        not_null={"stamp", "digest", "removed", "published"},
-    )
-
-
 # MIGRATIONS[n] takes a gallery from schema version n to n + 1. _prepare runs
 # them all in one transaction, together with the new user_version.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_schema_v1, _schema_v2, _schema_v3]
+# Version 3 adds the site's table (device/identity/site_records.py).
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _schema_v1,
+    _schema_v2,
+    site_records.create_table,
+]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

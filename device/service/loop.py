@@ -5,12 +5,13 @@ tracks and decide identities (``VisitorTracker``), announce each decided visit
 once (``Cooldown``), and hand events to the ``EventPublisher`` (outbox, stdout,
 broker). The frame loop itself feeds the systemd watchdog, so a camera that
 hangs stops the pings, and publishes the retained health report
-(``device/service/health.py``) at every broker connect and every
-``health_interval`` seconds. On a site, gallery replication
-(``device/service/replication.py``) runs with each gallery refresh, and so
-does model rollout (``device/service/rollout.py``): a deployed model ends the
-loop with ``new_model`` set, for the caller to run it. ``stop`` (set by
-SIGTERM/SIGINT) ends the loop after the current frame.
+(``device/service/health.py``) at every broker connect and every ``[mqtt]
+status_interval`` seconds. On a site, gallery replication
+(``device/service/replication.py``) runs with each gallery refresh (every
+``[gallery] refresh_interval`` seconds), and so does model rollout
+(``device/service/rollout.py``): a deployed model ends the loop with
+``new_model`` set, for the door (``device/service/door.py``) to run it.
+``stop`` (set by SIGTERM/SIGINT) ends the loop after the current frame.
 """
 
 from __future__ import annotations
@@ -39,24 +40,17 @@ from device.service.replication import GalleryReplication
 from device.service.rollout import ModelRollout
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import PRESENCE_OFF, PRESENCE_ON
-from device.service.tracker import Cooldown, Track, TrackerOptions, TrackerStep, VisitorTracker
+from device.service.tracker import Cooldown, Track, TrackerStep, VisitorTracker
 from device.vision.embedder import FaceEmbedder
-from device.vision.liveness import LivenessOptions
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, FrameSource
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LoopOptions:
-    stop_after_frames: int | None = None
-    status_interval: float = 5.0
-    # Seconds between MQTT health reports (one is also sent at every connect).
-    health_interval: float = 30.0
-    gallery_refresh_interval: float = 1.0
-    snapshots: bool = False
-    snapshot_quality: int = 85
+# Seconds between the STATUS= lines systemd shows (fps, faces tracked, events).
+SYSTEMD_STATUS_INTERVAL = 5.0
+SNAPSHOT_JPEG_QUALITY = 85
 
 
 @dataclass
@@ -70,6 +64,14 @@ class RunStats:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, other: RunStats) -> None:
+        """Count another pass of the loop in (a door that switched models runs several)."""
+        self.frames += other.frames
+        self.seconds += other.seconds
+        self.events += other.events
+        self.latencies_ms += other.latencies_ms
+        self.known_latencies_ms += other.known_latencies_ms
 
     def summary(self) -> str:
         text = f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.1f} fps), {self.events} events"
@@ -85,62 +87,50 @@ def _median_p95(values: list[float]) -> str:
     return f"median {statistics.median(ordered):.1f} ms, p95 {p95:.1f} ms"
 
 
-def tracker_options(config: Config, threshold: float) -> TrackerOptions:
-    runtime = config.runtime
-    return TrackerOptions(
-        iou_threshold=runtime.iou_threshold,
-        max_missed_frames=runtime.max_missed_frames,
-        min_hits=runtime.min_hits,
-        min_frames=runtime.min_frames,
-        max_frames=runtime.max_frames,
-        unknown_after_frames=runtime.unknown_after_frames,
-        unknown_below=threshold - runtime.unknown_margin,
-        # Without the face mesh there are no landmarks to judge liveness from.
-        liveness=LivenessOptions(frames=config.liveness.frames)
-        if config.detector.landmarks == "mesh"
-        else None,
-        require_live=config.liveness.require,
-    )
-
-
 class CameraLoop:
+    """One pass of the frame loop over a door's parts, with one model (``device.service.door``)."""
+
     def __init__(
         self,
         *,
+        config: Config,
         pipeline: FacePipeline,
         matcher: Matcher,
+        threshold: float,
         gallery: Gallery,
         source: FrameSource,
         publisher: EventPublisher,
-        tracker: VisitorTracker,
-        cooldown: Cooldown,
-        device_id: str,
         notifier: SystemdNotifier,
         stop: threading.Event,
-        options: LoopOptions,
-        model: ModelInfo | None = None,
+        model: ModelInfo,
         replication: GalleryReplication | None = None,
         rollout: ModelRollout | None = None,
         person_label: Callable[[str], str] | None = None,
+        stop_after_frames: int | None = None,
     ) -> None:
+        self.config = config
         self.pipeline = pipeline
         self.matcher = matcher
         self.gallery = gallery
         self.source = source
         self.publisher = publisher
-        self.tracker = tracker
-        self.cooldown = cooldown
-        self.device_id = device_id
+        # Without the face mesh there are no landmarks to judge liveness from.
+        liveness = config.liveness if config.detector.landmarks == "mesh" else None
+        self.tracker = VisitorTracker(
+            matcher.identify, config.runtime, threshold=threshold, liveness=liveness
+        )
+        self.cooldown = Cooldown(config.runtime.cooldown, same_person=threshold)
+        self.device_id = config.mqtt.device_id
         self.notifier = notifier
         self.stop = stop
-        self.options = options
-        self.model = model or ModelInfo(file="", embedding_key="")
+        self.model = model
         self.replication = replication
         self.rollout = rollout
         # On a site that keeps names off the broker: a person's name to their pseudonym.
         self.person_label = person_label
+        self.stop_after_frames = stop_after_frames
         # Set when a model deployed to the site was installed: the loop ends so
-        # the caller can start it again with this embedder.
+        # the door can start it again with this embedder.
         self.new_model: FaceEmbedder | None = None
         self.stats = RunStats()
         self._announced: set[int] = set()
@@ -156,10 +146,7 @@ class CameraLoop:
         frames_at_status = frames_at_health = connections = 0
         self.notifier.ready(f"watching {self.source.description}")
         while not self.stop.is_set() and self.new_model is None:
-            if (
-                self.options.stop_after_frames is not None
-                and self.stats.frames >= self.options.stop_after_frames
-            ):
+            if self.stop_after_frames is not None and self.stats.frames >= self.stop_after_frames:
                 break
             frame = self.source.read()
             if frame is None:
@@ -169,7 +156,7 @@ class CameraLoop:
             self.notifier.watchdog()
             now = time.monotonic()
             since_health = now - last_health
-            if since_health >= self.options.health_interval:
+            if since_health >= self.config.mqtt.status_interval:
                 self._health_fps = (self.stats.frames - frames_at_health) / since_health
                 last_health, frames_at_health = now, self.stats.frames
                 self._report_health()
@@ -179,10 +166,10 @@ class CameraLoop:
                     self._health_fps = (self.stats.frames - frames_at_health) / since_health
                 self._report_health()
             connections = self.publisher.connections
-            if now - last_refresh >= self.options.gallery_refresh_interval:
+            if now - last_refresh >= self.config.gallery.refresh_interval:
                 last_refresh = now
                 self._refresh_gallery()
-            if now - last_status >= self.options.status_interval:
+            if now - last_status >= SYSTEMD_STATUS_INTERVAL:
                 fps = (self.stats.frames - frames_at_status) / (now - last_status)
                 self.notifier.status(
                     f"{fps:.1f} fps, {len(self.tracker.tracks)} faces tracked, "
@@ -199,8 +186,8 @@ class CameraLoop:
 
     def process(self, frame: Frame) -> None:
         faces = self.pipeline.analyse(frame.rgb, detect_rgb=frame.detect_rgb)
-        step = self.tracker.update(faces, frame.index, frame.captured)
-        if self.options.snapshots:
+        step = self.tracker.update(faces, frame.captured)
+        if self.config.mqtt.snapshots:
             self._keep_snapshots(frame)
         self._handle(step)
         self._update_presence()
@@ -250,7 +237,7 @@ class CameraLoop:
             last_frame=iso_time(self._last_frame) if self._last_frame is not None else None,
             outbox_backlog=len(self.publisher.outbox),
             broker=self.publisher.broker,
-            status_interval=self.options.health_interval,
+            status_interval=self.config.mqtt.status_interval,
             time=iso_time(time.time()),
             site=self.replication.topics.site_id if self.replication else "",
             site_key=self.replication.key.fingerprint if self.replication else "",
@@ -270,7 +257,7 @@ class CameraLoop:
         for track in self.tracker.tracks:
             if track.improved and track.track_id not in self._announced:
                 self._snapshots[track.track_id] = encode_snapshot(
-                    frame.rgb, track, self.options.snapshot_quality
+                    frame.rgb, track, SNAPSHOT_JPEG_QUALITY
                 )
 
     def _update_presence(self) -> None:

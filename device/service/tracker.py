@@ -32,8 +32,9 @@ from typing import Protocol
 
 import numpy as np
 
+from device.config import LivenessConfig, RuntimeConfig
 from device.vision.detector import Detection
-from device.vision.liveness import Liveness, LivenessEvidence, LivenessOptions
+from device.vision.liveness import Liveness, LivenessEvidence
 from device.vision.quality import QualityReport
 
 Box = tuple[float, float, float, float]
@@ -78,25 +79,6 @@ class Observation(Protocol):
 
 
 @dataclass(frozen=True)
-class TrackerOptions:
-    iou_threshold: float = 0.3
-    # Centre distance, relative to the box size, that still links a face that moved fast.
-    max_centre_distance: float = 0.5
-    max_missed_frames: int = 15
-    min_hits: int = 3
-    min_frames: int = 3
-    max_frames: int = 10
-    unknown_after_frames: int = 30
-    # A mean similarity below this (and no single frame naming anyone) is a stranger
-    # for sure: decided after min_frames. -1 switches the early decision off.
-    unknown_below: float = -1.0
-    # Liveness evidence per track; None when there is no face mesh to gather it from.
-    liveness: LivenessOptions | None = None
-    # A known person without a live verdict is announced as unknown (reason "liveness").
-    require_live: bool = False
-
-
-@dataclass(frozen=True)
 class Decision:
     """One visit's identity; embeddings stay in the track, never in the decision."""
 
@@ -116,8 +98,6 @@ class Track:
     track_id: int
     box: Box
     first_captured: float
-    first_index: int
-    last_index: int
     last_captured: float
     hits: int = 1
     missed: int = 0
@@ -149,9 +129,23 @@ class TrackerStep:
 class VisitorTracker:
     """Links faces frame to frame and decides each track's identity once."""
 
-    def __init__(self, identify: Identify, options: TrackerOptions | None = None) -> None:
+    def __init__(
+        self,
+        identify: Identify,
+        options: RuntimeConfig | None = None,
+        *,
+        threshold: float | None = None,
+        liveness: LivenessConfig | None = None,
+    ) -> None:
+        """``options`` is the ``[runtime]`` section; ``threshold`` the naming threshold, from
+        which ``unknown_margin`` below a stranger is decided early (None: never early);
+        ``liveness`` the ``[liveness]`` section, or None where there is no face mesh to
+        gather evidence from."""
         self.identify = identify
-        self.options = options or TrackerOptions()
+        self.options = options or RuntimeConfig()
+        self.liveness = liveness
+        # A mean similarity below this (and no single frame naming anyone) is a stranger for sure.
+        self.unknown_below = -1.0 if threshold is None else threshold - self.options.unknown_margin
         self.tracks: list[Track] = []
         self._next_id = 1
 
@@ -160,9 +154,7 @@ class VisitorTracker:
         """Someone is at the door: a track seen often enough that it is not a fluke."""
         return any(t.hits >= self.options.min_hits for t in self.tracks)
 
-    def update(
-        self, faces: Sequence[Observation], frame_index: int, captured: float
-    ) -> TrackerStep:
+    def update(self, faces: Sequence[Observation], captured: float) -> TrackerStep:
         step = TrackerStep()
         for existing in self.tracks:
             existing.improved = False
@@ -175,12 +167,8 @@ class VisitorTracker:
                     track_id=self._next_id,
                     box=face.detection.box,
                     first_captured=captured,
-                    first_index=frame_index,
-                    last_index=frame_index,
                     last_captured=captured,
-                    liveness=LivenessEvidence(self.options.liveness)
-                    if self.options.liveness
-                    else None,
+                    liveness=LivenessEvidence(self.liveness) if self.liveness else None,
                 )
                 self._next_id += 1
                 self.tracks.append(track)
@@ -189,7 +177,6 @@ class VisitorTracker:
                 track.box = face.detection.box
                 track.hits += 1
                 track.missed = 0
-                track.last_index = frame_index
                 track.last_captured = captured
             matched_tracks.add(track.track_id)
             self._observe(track, face)
@@ -250,22 +237,26 @@ class VisitorTracker:
         if track.liveness is not None:
             verdict = track.liveness.verdict()
             decision = replace(decision, liveness=verdict)
-            if self.options.require_live and decision.known and verdict is not Liveness.LIVE:
+            if (
+                self.liveness is not None
+                and self.liveness.require
+                and decision.known
+                and verdict is not Liveness.LIVE
+            ):
                 decision = replace(decision, person=None, known=False, reason="liveness")
         track.decision = decision
         track.reported = True
         step.decided.append(track)
 
-    def _decide(self, track: Track, final: bool) -> bool:
+    def _decide(self, track: Track, final: bool) -> None:
         options = self.options
         used = len(track.embeddings)
         if used == 0:
             if final or track.hits >= options.unknown_after_frames:
                 track.decision = Decision(None, False, None, None, 0, max(track.best_quality, 0.0))
-                return True
-            return False
+            return
         if used < options.min_frames and not (final or track.hits >= options.unknown_after_frames):
-            return False
+            return
         match = self.identify(track.mean_embedding())
         quality = float(np.mean(track.qualities))
         agreeing = track.votes[match.person] if match.person is not None else 0
@@ -273,11 +264,9 @@ class VisitorTracker:
             track.decision = Decision(
                 match.person, True, match.similarity, match.margin, used, quality
             )
-            return True
+            return
         certain_stranger = (
-            used >= options.min_frames
-            and not track.votes
-            and match.similarity < options.unknown_below
+            used >= options.min_frames and not track.votes and match.similarity < self.unknown_below
         )
         if (
             certain_stranger
@@ -286,8 +275,6 @@ class VisitorTracker:
             or track.hits >= options.unknown_after_frames
         ):
             track.decision = Decision(None, False, match.similarity, match.margin, used, quality)
-            return True
-        return False
 
     def _assign(self, boxes: list[Box]) -> dict[int, Track]:
         """Greedy matching: best overlaps first, then nearest centres for what is left."""

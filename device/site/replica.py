@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from device.identity import site_records
 from device.identity.export_format import ExportedPerson
 from device.identity.gallery import Gallery, name_key
+from device.identity.site_records import SiteRecordRow
 from device.site.clock import HybridClock, Stamp
 from device.site.key import SiteKey
 from device.site.records import PersonRecord, RecordError, person_digest, replicable
@@ -40,14 +42,6 @@ class Applied:
     resend: bool = False
 
 
-@dataclass(frozen=True)
-class _Row:
-    stamp: Stamp
-    digest: str
-    removed: bool
-    published: bool
-
-
 class SiteReplica:
     """The site's records as seen from one door's gallery. Not thread-safe, like the Gallery."""
 
@@ -55,7 +49,7 @@ class SiteReplica:
         self.gallery = gallery
         self.key = key
         self.clock = clock
-        latest = gallery.db.execute("SELECT MAX(stamp) FROM site_records").fetchone()[0]
+        latest = site_records.latest_stamp(gallery.db)
         if latest:
             clock.observe(Stamp.from_text(latest))
 
@@ -86,20 +80,17 @@ class SiteReplica:
         """This door's changes that the broker has not acknowledged yet, oldest first."""
         records = []
         pending = [(record_id, row) for record_id, row in self._rows().items() if not row.published]
-        for record_id, row in sorted(pending, key=lambda item: item[1].stamp):
+        for record_id, row in sorted(pending, key=lambda item: Stamp.from_text(item[1].stamp)):
             person = None if row.removed else self._local_person(record_id)
             if person is None and not row.removed:
                 continue  # removed since; the next stamp_local_changes sends the tombstone
-            records.append(PersonRecord(record_id, row.stamp, person))
+            records.append(PersonRecord(record_id, Stamp.from_text(row.stamp), person))
         return records
 
     def mark_sent(self, record_id: str, stamp: Stamp) -> None:
         """The broker has this change (unless a later one was made meanwhile)."""
         with self.gallery.transaction():
-            self.gallery.db.execute(
-                "UPDATE site_records SET published = 1 WHERE record_id = ? AND stamp = ?",
-                [record_id, stamp.to_text()],
-            )
+            site_records.mark_published(self.gallery.db, record_id, stamp.to_text())
 
     def resend(self, record_id: str) -> bool:
         """Send this door's copy of a record again (the broker's copy was refused); False if none."""
@@ -107,7 +98,7 @@ class SiteReplica:
             row = self._rows(record_id).get(record_id)
             if row is None:
                 return False
-            self._set_unsent(record_id)
+            site_records.mark_unsent(self.gallery.db, record_id)
         return True
 
     def apply(self, record: PersonRecord) -> Applied:
@@ -115,10 +106,11 @@ class SiteReplica:
         self.clock.observe(record.stamp)
         with self.gallery.transaction():
             row = self._rows(record.record_id).get(record.record_id)
-            if row is not None and row.stamp >= record.stamp:
-                stale = row.stamp > record.stamp
-                if stale and row.published:
-                    self._set_unsent(record.record_id)
+            held = None if row is None else Stamp.from_text(row.stamp)
+            if held is not None and held >= record.stamp:
+                stale = held > record.stamp
+                if stale and row is not None and row.published:
+                    site_records.mark_unsent(self.gallery.db, record.record_id)
                 return Applied("", resend=stale)
             known = self._local_person(record.record_id)
             if record.person is None:
@@ -146,32 +138,11 @@ class SiteReplica:
                 return replicable(self.gallery.export_records(key)[0])
         return None
 
-    def _rows(self, only: str | None = None) -> dict[str, _Row]:
-        table = self.gallery.db.table("site_records")
-        where, arguments = ("record_id = ?", [only]) if only is not None else (None, None)
-        return {
-            row["record_id"]: _Row(
-                Stamp.from_text(row["stamp"]),
-                row["digest"],
-                bool(row["removed"]),
-                bool(row["published"]),
-            )
-            for row in table.rows_where(where, arguments)
-        }
+    def _rows(self, only: str | None = None) -> dict[str, SiteRecordRow]:
+        return site_records.read_rows(self.gallery.db, only)
 
     def _write_row(self, record: PersonRecord, digest: str, *, published: bool) -> None:
-        self.gallery.db.table("site_records").upsert(
-            {
-                "record_id": record.record_id,
-                "stamp": record.stamp.to_text(),
-                "digest": digest,
-                "removed": int(record.removed),
-                "published": int(published),
-            },
-            pk="record_id",
+        row = SiteRecordRow(
+            record.record_id, record.stamp.to_text(), digest, record.removed, published
         )
-
-    def _set_unsent(self, record_id: str) -> None:
-        self.gallery.db.execute(
-            "UPDATE site_records SET published = 0 WHERE record_id = ?", [record_id]
-        )
+        site_records.write_row(self.gallery.db, row)

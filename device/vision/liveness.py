@@ -54,6 +54,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from device.config import LivenessConfig
+
 # Six eyelid points per eye (corner, upper, upper, corner, lower, lower): the
 # eye aspect ratio is (|p2-p6| + |p3-p5|) / (2 |p1-p4|).
 _EYES = ((33, 160, 158, 133, 153, 144), (362, 385, 387, 263, 373, 380))
@@ -99,8 +101,6 @@ class LivenessOptions:
     Residuals are in pixels of the 112x112 aligned crop (eyes about 38 px apart).
     """
 
-    # Sightings a visit is watched before its verdict is final (unless live sooner).
-    frames: int = 30
     # Residual after the best homography that a plane does not reach.
     min_residual: float = 0.6
     # Frames that must exceed min_residual: one tracking glitch is not a live face.
@@ -271,9 +271,14 @@ def has_blink(ratios: list[float], drop: float) -> bool:
 
 @dataclass
 class LivenessEvidence:
-    """What one track has seen so far: ``observe`` each sighting."""
+    """What one track has seen so far: ``observe`` each sighting.
 
-    options: LivenessOptions
+    ``config`` holds the user's settings (``[liveness] frames``: sightings watched
+    before the verdict is final); ``options`` the calibrated thresholds.
+    """
+
+    config: LivenessConfig
+    options: LivenessOptions = field(default_factory=LivenessOptions)
     # Sightings so far.
     frames: int = 0
     nonplanar_frames: int = 0
@@ -363,7 +368,7 @@ class LivenessEvidence:
     @property
     def final(self) -> bool:
         """Live already, or the window is full: later frames cannot change the verdict."""
-        return self.live or self.frames >= self.options.frames
+        return self.live or self.frames >= self.config.frames
 
     def verdict(self) -> Liveness:
         if self.live:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from device.config import CameraConfig
 from device.errors import ImageError, SourceError
 from device.vision.imageio import expand_image_paths, read_image
 
@@ -48,20 +49,6 @@ class Frame:
     detect_rgb: np.ndarray | None = None
 
 
-@dataclass(frozen=True)
-class SourceOptions:
-    width: int = 1280
-    height: int = 720
-    fps: float = 15.0
-    # Pace files and folders to their frame rate instead of running flat out.
-    realtime: bool = False
-    # Reopen backoff for live sources, in seconds.
-    backoff_initial: float = 0.5
-    backoff_max: float = 10.0
-    # A live source giving no frame for this long counts as failed.
-    read_failures_before_reopen: int = 5
-
-
 class FrameSource(Protocol):
     """What the loop needs from a source; ``read`` returns None at the end of a file."""
 
@@ -78,7 +65,7 @@ class FrameSource(Protocol):
 class VideoCaptureSource:
     """OpenCV ``VideoCapture``: a USB index, a stream URL or a video file."""
 
-    def __init__(self, target: int | str, options: SourceOptions, live: bool) -> None:
+    def __init__(self, target: int | str, options: CameraConfig, live: bool) -> None:
         self.target = target
         self.options = options
         self.live = live
@@ -132,7 +119,7 @@ class FolderSource:
 
     live = False
 
-    def __init__(self, folder: Path, options: SourceOptions) -> None:
+    def __init__(self, folder: Path, options: CameraConfig) -> None:
         self.folder = folder
         self.options = options
         self.description = str(folder)
@@ -181,7 +168,7 @@ class PiCameraSource:
     # It keeps the main stream's aspect ratio so faces are not squashed.
     LORES_WIDTH = 320
 
-    def __init__(self, options: SourceOptions) -> None:
+    def __init__(self, options: CameraConfig) -> None:
         self.options = options
         self._camera: Any = None
         self._index = 0
@@ -250,7 +237,7 @@ class ReopeningSource:
     def __init__(
         self,
         inner: FrameSource,
-        options: SourceOptions,
+        options: CameraConfig,
         stop: threading.Event,
     ) -> None:
         self.inner = inner
@@ -308,11 +295,11 @@ class ReopeningSource:
 
 def open_source(
     spec: str,
-    options: SourceOptions | None = None,
+    options: CameraConfig | None = None,
     stop: threading.Event | None = None,
 ) -> FrameSource:
     """The source a spec names, opened; a SourceError says why it could not be."""
-    options = options or SourceOptions()
+    options = options or CameraConfig()
     source = make_source(spec, options)
     if source.live:
         source = ReopeningSource(source, options, stop or threading.Event())
@@ -320,7 +307,7 @@ def open_source(
     return source
 
 
-def make_source(spec: str, options: SourceOptions) -> FrameSource:
+def make_source(spec: str, options: CameraConfig) -> FrameSource:
     """The unopened source a spec names (see the module docstring)."""
     spec = spec.strip()
     if not spec:

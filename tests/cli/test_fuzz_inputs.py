@@ -280,7 +280,7 @@ def rows(gallery_path: Path) -> tuple[int, int, int]:
 @pytest.fixture(scope="module")
 def enroll_app(reference_f32: tuple[Path, Path]) -> AppContext:
     """One loaded model for every example (each enroll otherwise loads it again)."""
-    app = AppContext(Config(), model_override=reference_f32[0], manifest_override=reference_f32[1])
+    app = AppContext.create(Config(), *reference_f32)
     app.embedder()
     app.pipeline()
     return app

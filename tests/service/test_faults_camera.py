@@ -15,21 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from device.config import Config
+from device.config import CameraConfig
 from device.errors import SourceError
-from device.identity.gallery import Gallery
-from device.identity.matching import Matcher
-from device.service.loop import CameraLoop, LoopOptions
-from device.service.outbox import Outbox
-from device.service.publisher import EventPublisher
 from device.service.sdnotify import SystemdNotifier
-from device.service.topics import Topics
-from device.service.tracker import Cooldown, VisitorTracker
-from device.vision.embedder import FaceEmbedder
-from device.vision.pipeline import FacePipeline
-from device.vision.sources import Frame, ReopeningSource, SourceOptions, VideoCaptureSource
+from device.vision.sources import Frame, ReopeningSource, VideoCaptureSource
 from tests.conftest import require_shared
-from tests.runtime_helpers import wait_until
+from tests.runtime_helpers import make_door, wait_until
 from tests.service.test_service import notify_socket
 
 CLIP = "data/video/short_hamilton_clip.mp4"
@@ -53,7 +44,7 @@ class UnpluggableCamera:
     description = "door camera"
 
     def __init__(self, video: Path) -> None:
-        self.video = VideoCaptureSource(str(video), SourceOptions(), live=False)
+        self.video = VideoCaptureSource(str(video), CameraConfig(), live=False)
         self.plugged = threading.Event()
         self.plugged.set()
         self.opens = 0
@@ -86,27 +77,13 @@ def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
     notifier = SystemdNotifier(
         {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "60000"}
     )
-    embedder = FaceEmbedder.from_files(*reference_f32)
-    gallery = Gallery.open(tmp_path / "gallery.db")
-    matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 0.4, 0.05)
     camera = UnpluggableCamera(require_shared(CLIP))
     stop = threading.Event()
-    options = SourceOptions(backoff_initial=0.05, backoff_max=0.4, read_failures_before_reopen=3)
+    options = CameraConfig(backoff_initial=0.05, backoff_max=0.4, read_failures_before_reopen=3)
     source = ReopeningSource(camera, options, stop)
     source.open()
-    loop = CameraLoop(
-        pipeline=FacePipeline.from_config(Config(), embedder),
-        matcher=matcher,
-        gallery=gallery,
-        source=source,
-        publisher=EventPublisher(Outbox.open(tmp_path / "outbox.db"), Topics("peephole", "t")),
-        tracker=VisitorTracker(matcher.identify),
-        cooldown=Cooldown(60.0, 0.4),
-        device_id="t",
-        notifier=notifier,
-        stop=stop,
-        options=LoopOptions(),
-    )
+    door = make_door(tmp_path, reference_f32, source, notifier=notifier, stop=stop)
+    loop = door.loop()
     runner = threading.Thread(target=loop.run)
     runner.start()
     try:
@@ -126,8 +103,7 @@ def test_camera_lost_and_back_is_reported_retried_with_backoff_and_resumed(
     finally:
         stop.set()
         runner.join(timeout=30)
-        source.close()
-        gallery.close()
+        door.close()
         receiver.close()
     assert not runner.is_alive()
     assert "WATCHDOG=1" in flowing

@@ -5,25 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
-import threading
 from pathlib import Path
 
 import pytest
 
 from device.config import Config
 from device.identity.gallery import Gallery
-from device.identity.matching import Matcher
-from device.service.loop import CameraLoop, LoopOptions, tracker_options
-from device.service.outbox import Outbox
-from device.service.publisher import EventPublisher
-from device.service.sdnotify import SystemdNotifier
-from device.service.topics import Topics
-from device.service.tracker import Cooldown, VisitorTracker
-from device.vision.embedder import FaceEmbedder
-from device.vision.pipeline import FacePipeline
-from device.vision.sources import Frame, SourceOptions, open_source
+from device.vision.sources import Frame, open_source
 from tests.conftest import require_shared
-from tests.runtime_helpers import enroll_people
+from tests.runtime_helpers import enroll_people, make_door
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 
@@ -35,7 +25,7 @@ class EnrollingSource:
     description = "clip with an enrollment at frame 60"
 
     def __init__(self, gallery: Path, reference: tuple[Path, Path]) -> None:
-        self.inner = open_source(str(require_shared(CLIP)), SourceOptions())
+        self.inner = open_source(str(require_shared(CLIP)))
         self.gallery = gallery
         self.reference = reference
 
@@ -56,30 +46,21 @@ def test_people_enrolled_during_a_run_are_recognised(
     tmp_path: Path, reference_f32: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="device.service.loop")
-    embedder = FaceEmbedder.from_files(*reference_f32)
     gallery_path = tmp_path / "gallery.db"
-    gallery = Gallery.open(gallery_path)
-    matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 0.4, 0.05)
-    assert matcher.people == []
     printed = io.StringIO()
     config = Config()
-    loop = CameraLoop(
-        pipeline=FacePipeline.from_config(config, embedder),
-        matcher=matcher,
-        gallery=gallery,
-        source=EnrollingSource(gallery_path, reference_f32),
-        publisher=EventPublisher(
-            Outbox.open(tmp_path / "outbox.db"), Topics("peephole", "door"), out=printed
-        ),
-        tracker=VisitorTracker(matcher.identify, tracker_options(config, 0.4)),
-        cooldown=Cooldown(60.0, 0.4),
-        device_id="door",
-        notifier=SystemdNotifier({}),
-        stop=threading.Event(),
-        options=LoopOptions(gallery_refresh_interval=0.0),
+    config.gallery.refresh_interval = 0.0
+    door = make_door(
+        tmp_path,
+        reference_f32,
+        EnrollingSource(gallery_path, reference_f32),
+        config=config,
+        out=printed,
     )
-    stats = loop.run()
-    gallery.close()
+    embedder, matcher = door.embedder, door.matcher
+    assert matcher.people == []
+    with door:
+        stats = door.run()
     events = [json.loads(line) for line in printed.getvalue().splitlines()]
     assert stats.frames == 275
     assert len(matcher.people) == 2

@@ -15,21 +15,11 @@ from typing import IO
 
 import pytest
 
-from device.config import Config
-from device.identity.gallery import Gallery
-from device.identity.matching import Matcher
-from device.service.loop import CameraLoop, LoopOptions
-from device.service.outbox import Outbox
-from device.service.publisher import EventPublisher
 from device.service.sdnotify import SystemdNotifier
-from device.service.topics import Topics
-from device.service.tracker import Cooldown, VisitorTracker
-from device.vision.embedder import FaceEmbedder
-from device.vision.pipeline import FacePipeline
-from device.vision.sources import Frame, SourceOptions, open_source
+from device.vision.sources import Frame, open_source
 from tests.broker import Broker, Subscriber
 from tests.conftest import ROOT, missing, require_shared
-from tests.runtime_helpers import run_to_end, start_run, wait_until, write_config
+from tests.runtime_helpers import make_door, run_to_end, start_run, wait_until, write_config
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 UNIT = ROOT / "systemd" / "peephole.service"
@@ -126,7 +116,7 @@ class HangingSource:
     description = "hanging camera"
 
     def __init__(self, video: Path, frames_before_hang: int, release: threading.Event) -> None:
-        self.inner = open_source(str(video), SourceOptions())
+        self.inner = open_source(str(video))
         self.left = frames_before_hang
         self.release = release
         self.hanging = threading.Event()
@@ -151,24 +141,10 @@ def test_a_hung_camera_stops_the_watchdog(tmp_path: Path, reference_f32: tuple[P
     notifier = SystemdNotifier(
         {"NOTIFY_SOCKET": str(tmp_path / "notify.sock"), "WATCHDOG_USEC": "60000"}
     )
-    embedder = FaceEmbedder.from_files(*reference_f32)
-    gallery = Gallery.open(tmp_path / "gallery.db")
-    matcher = Matcher.from_gallery(gallery, embedder.embedding_key, 0.4, 0.05)
     release = threading.Event()
     source = HangingSource(require_shared(CLIP), 30, release)
-    loop = CameraLoop(
-        pipeline=FacePipeline.from_config(Config(), embedder),
-        matcher=matcher,
-        gallery=gallery,
-        source=source,
-        publisher=EventPublisher(Outbox.open(tmp_path / "outbox.db"), Topics("peephole", "t")),
-        tracker=VisitorTracker(matcher.identify),
-        cooldown=Cooldown(60.0, 0.4),
-        device_id="t",
-        notifier=notifier,
-        stop=threading.Event(),
-        options=LoopOptions(),
-    )
+    door = make_door(tmp_path, reference_f32, source, notifier=notifier)
+    loop = door.loop()
     runner = threading.Thread(target=loop.run)
     runner.start()
     try:
@@ -181,8 +157,7 @@ def test_a_hung_camera_stops_the_watchdog(tmp_path: Path, reference_f32: tuple[P
     finally:
         release.set()
         runner.join(timeout=10)
-        source.close()
-        gallery.close()
+        door.close()
         receiver.close()
     assert "WATCHDOG=1" in flowing
     assert "WATCHDOG=1" not in during_hang

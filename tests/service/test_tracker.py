@@ -12,17 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from device.config import LivenessConfig, RuntimeConfig
 from device.service.tracker import (
     Cooldown,
     Decision,
     Track,
-    TrackerOptions,
     VisitorTracker,
     centre_distance,
     iou,
 )
 from device.vision.detector import Detection
-from device.vision.liveness import Liveness, LivenessOptions
+from device.vision.liveness import Liveness
 from device.vision.quality import QualityReport, RejectReason
 
 DIM = 8
@@ -89,7 +89,7 @@ def feed(tracker: VisitorTracker, frames: list[list[Face]]) -> list[tuple[int, s
     """Run frames through; return (frame, 'decided'|'ended', track) in order."""
     log: list[tuple[int, str, Track]] = []
     for index, faces in enumerate(frames):
-        step = tracker.update(faces, index, index / 15)
+        step = tracker.update(faces, index / 15)
         log += [(index, "decided", t) for t in step.decided]
         log += [(index, "ended", t) for t in step.ended]
     step = tracker.finish()
@@ -126,7 +126,7 @@ def test_known_person_is_decided_after_min_frames_and_announced_once() -> None:
 
 
 def test_stranger_is_unknown_after_max_frames() -> None:
-    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, TrackerOptions(max_frames=6))
+    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, RuntimeConfig(max_frames=6))
     frames = [[face(BOX, unit(5, 0.1, i))] for i in range(12)]
     decided = [(i, t) for i, kind, t in feed(tracker, frames) if kind == "decided"]
     assert len(decided) == 1
@@ -138,14 +138,14 @@ def test_stranger_is_unknown_after_max_frames() -> None:
 
 
 def test_a_certain_stranger_is_decided_after_min_frames() -> None:
-    options = TrackerOptions(max_frames=10, unknown_below=0.3)
-    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options)
+    options = RuntimeConfig(max_frames=10, unknown_margin=0.0)
+    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options, threshold=0.3)
     strangers = [[face(BOX, unit(5, 0.1, i))] for i in range(12)]
     decided = [(i, t) for i, kind, t in feed(tracker, strangers) if kind == "decided"]
     assert [i for i, _ in decided] == [2]
     assert not decision_of(decided[0][1]).known
     # Someone close to a threshold is not a certain stranger: wait for more evidence.
-    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options)
+    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options, threshold=0.3)
     near_ada = [[face(BOX, 0.5 * unit(0) + np.sqrt(0.75) * unit(5))] for _ in range(12)]
     decided = [(i, t) for i, kind, t in feed(tracker, near_ada) if kind == "decided"]
     assert [i for i, _ in decided] == [9]
@@ -157,7 +157,7 @@ def test_a_mean_that_no_single_frame_agrees_with_names_nobody() -> None:
     frames_like_ada = [0.55 * unit(0) + np.sqrt(1 - 0.55**2) * unit(k) for k in (2, 3, 4, 5)]
     matcher = TinyMatcher(PEOPLE, threshold=0.6)
     assert matcher.identify(np.mean(frames_like_ada, axis=0) / 0.69).known
-    tracker = VisitorTracker(matcher.identify, TrackerOptions(min_frames=4, max_frames=4))
+    tracker = VisitorTracker(matcher.identify, RuntimeConfig(min_frames=4, max_frames=4))
     decided = [
         t
         for _, kind, t in feed(tracker, [[face(BOX, e)] for e in frames_like_ada])
@@ -170,7 +170,7 @@ def test_a_mean_that_no_single_frame_agrees_with_names_nobody() -> None:
 
 
 def test_face_never_good_enough_is_unknown_after_unknown_after_frames() -> None:
-    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, TrackerOptions(unknown_after_frames=8))
+    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, RuntimeConfig(unknown_after_frames=8))
     frames = [[face(BOX, None)] for _ in range(12)]
     decided = [(i, t) for i, kind, t in feed(tracker, frames) if kind == "decided"]
     assert [i for i, _ in decided] == [7]
@@ -185,7 +185,7 @@ def test_short_false_detection_produces_nothing() -> None:
 
 
 def test_track_survives_missed_frames_then_ends() -> None:
-    options = TrackerOptions(max_missed_frames=5)
+    options = RuntimeConfig(max_missed_frames=5)
     tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, options)
     frames = [[face(BOX, unit(1))] for _ in range(4)] + [[]] * 4 + [[face(BOX, unit(1))]]
     frames += [[]] * 7
@@ -211,11 +211,11 @@ def test_fast_diagonal_move_is_linked_by_centre_distance() -> None:
     diagonal = (135.0, 135.0, 235.0, 235.0)
     assert iou(BOX, diagonal) < 0.3 and centre_distance(BOX, diagonal) < 0.5
     tracker = VisitorTracker(TinyMatcher(PEOPLE).identify)
-    tracker.update([face(BOX, None)], 0, 0.0)
-    tracker.update([face(diagonal, None)], 1, 0.1)
+    tracker.update([face(BOX, None)], 0.0)
+    tracker.update([face(diagonal, None)], 0.1)
     assert len(tracker.tracks) == 1 and tracker.tracks[0].hits == 2
     # 65 px sideways in one frame is more than half a face: someone else.
-    tracker.update([face(moved(diagonal, 65), None)], 2, 0.2)
+    tracker.update([face(moved(diagonal, 65), None)], 0.2)
     assert len(tracker.tracks) == 2
 
 
@@ -226,7 +226,7 @@ def test_cooldown_silences_a_known_person_who_stays() -> None:
     for visit, start in enumerate((0.0, 30.0, 80.0, 200.0)):
         frames = [[face(BOX, unit(0, 0.05, visit * 10 + i))] for i in range(4)]
         for index, faces in enumerate(frames):
-            for track in tracker.update(faces, index, start + index).decided:
+            for track in tracker.update(faces, start + index).decided:
                 announced.append(cooldown.allow(track, start))
         tracker.finish()
     # 30 s after the first: quiet; 80 s is 50 s after the last sighting: quiet; 200 s: announced.
@@ -234,12 +234,12 @@ def test_cooldown_silences_a_known_person_who_stays() -> None:
 
 
 def test_cooldown_recognises_the_same_stranger_by_embedding() -> None:
-    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, TrackerOptions(max_frames=3))
+    tracker = VisitorTracker(TinyMatcher(PEOPLE).identify, RuntimeConfig(max_frames=3))
     cooldown = Cooldown(seconds=60.0, same_person=0.6)
     results = []
     for visit, who in enumerate((5, 5, 6)):
         for index in range(4):
-            step = tracker.update([face(BOX, unit(who, 0.05, visit * 10 + index))], index, 0.0)
+            step = tracker.update([face(BOX, unit(who, 0.05, visit * 10 + index))], 0.0)
             results += [cooldown.allow(t, float(visit)) for t in step.decided]
         tracker.finish()
     assert results == [True, False, True]
@@ -249,8 +249,8 @@ def test_with_liveness_a_decision_waits_for_the_verdict_and_require_refuses_a_st
     """Faces without a mesh give no evidence: the verdict is final after the window, undecided."""
     frames = [[face(moved(BOX, i), unit(0, 0.1, i))] for i in range(20)]
     for require in (False, True):
-        options = TrackerOptions(liveness=LivenessOptions(frames=8), require_live=require)
-        log = feed(VisitorTracker(TinyMatcher(PEOPLE).identify, options), frames)
+        liveness = LivenessConfig(frames=8, require=require)
+        log = feed(VisitorTracker(TinyMatcher(PEOPLE).identify, liveness=liveness), frames)
         decided = [(i, t) for i, kind, t in log if kind == "decided"]
         assert [i for i, _ in decided] == [7]  # identity after 3 frames, the verdict after 8
         decision = decision_of(decided[0][1])
@@ -263,11 +263,13 @@ def test_with_liveness_a_decision_waits_for_the_verdict_and_require_refuses_a_st
 
 
 def test_a_short_visit_is_announced_when_it_ends_with_the_verdict_so_far() -> None:
-    options = TrackerOptions(liveness=LivenessOptions(frames=30))
+    liveness = LivenessConfig(frames=30)
     frames = [[face(BOX, unit(1, 0.1, i))] for i in range(5)]
     decided = [
         (i, t)
-        for i, kind, t in feed(VisitorTracker(TinyMatcher(PEOPLE).identify, options), frames)
+        for i, kind, t in feed(
+            VisitorTracker(TinyMatcher(PEOPLE).identify, liveness=liveness), frames
+        )
         if kind == "decided"
     ]
     assert [i for i, _ in decided] == [5]  # at finish()

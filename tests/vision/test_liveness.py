@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.attacks import Attack, render_attack
-from device.config import Config
+from device.config import Config, LivenessConfig
 from device.vision.imageio import read_image
 from device.vision.liveness import (
     Liveness,
@@ -148,7 +148,7 @@ def test_a_blink_is_a_dip_with_open_eyes_around_it() -> None:
 
 
 def test_verdict_needs_enough_motion_to_call_a_face_suspect() -> None:
-    evidence = LivenessEvidence(OPTIONS)
+    evidence = LivenessEvidence(LivenessConfig(), OPTIONS)
     assert evidence.verdict() is Liveness.UNDECIDED
     evidence.planar_frames = OPTIONS.planar_frames
     assert evidence.verdict() is Liveness.SUSPECT
@@ -157,8 +157,10 @@ def test_verdict_needs_enough_motion_to_call_a_face_suspect() -> None:
     assert evidence.verdict() is Liveness.SUSPECT and not evidence.final
     evidence.nonplanar_frames += OPTIONS.planar_weight * OPTIONS.planar_frames
     assert evidence.verdict() is Liveness.LIVE and evidence.final
-    assert LivenessEvidence(OPTIONS, nonplanar_frames=OPTIONS.residual_frames).live
-    blinking = LivenessEvidence(OPTIONS, blinked=True)
+    assert LivenessEvidence(
+        LivenessConfig(), OPTIONS, nonplanar_frames=OPTIONS.residual_frames
+    ).live
+    blinking = LivenessEvidence(LivenessConfig(), OPTIONS, blinked=True)
     assert blinking.verdict() is Liveness.LIVE
 
 
@@ -170,7 +172,7 @@ def pipeline() -> FacePipeline:
 def attack_verdict(pipeline: FacePipeline, photo: str, kind: Attack, seed: int) -> Liveness:
     frames = render_attack(read_image(require_shared(photo)), kind, seed=seed)
     assert len(frames) >= 30 and frames[0].shape == (480, 640, 3)
-    evidence = LivenessEvidence(OPTIONS)
+    evidence = LivenessEvidence(LivenessConfig(), OPTIONS)
     for frame in frames:
         faces = pipeline.analyse(frame, embed=False)
         assert faces, "the attack shows a face the detector finds"
@@ -215,7 +217,7 @@ def textured_crop(seed: int) -> np.ndarray:
 
 
 def watch(frames: list[np.ndarray]) -> LivenessEvidence:
-    evidence = LivenessEvidence(LivenessOptions(frames=10**6))
+    evidence = LivenessEvidence(LivenessConfig(frames=10**6))
     for frame in frames:
         evidence.observe(None, frame)
     return evidence

@@ -12,13 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
+from device.config import CameraConfig
 from device.errors import SourceError
 from device.vision.sources import (
     FolderSource,
     Frame,
     PiCameraSource,
     ReopeningSource,
-    SourceOptions,
     VideoCaptureSource,
     make_source,
     open_source,
@@ -52,7 +52,7 @@ def test_video_file_gives_every_frame_as_rgb_then_ends() -> None:
 
 
 def test_realtime_paces_a_file_to_its_frame_rate() -> None:
-    source = open_source(str(require_shared(CLIP)), SourceOptions(realtime=True))
+    source = open_source(str(require_shared(CLIP)), CameraConfig(realtime=True))
     started = time.monotonic()
     for _ in range(16):
         source.read()
@@ -80,7 +80,7 @@ def test_folder_gives_each_image_once_in_name_order_and_skips_bad_ones(
         cv2.imwrite(str(tmp_path / f"frame{n}.png"), bgr)
     clip.release()
     (tmp_path / "frame1b.jpg").write_bytes(b"not an image")
-    source = FolderSource(tmp_path, SourceOptions())
+    source = FolderSource(tmp_path, CameraConfig())
     source.open()
     frames = read_all(source)
     assert len(frames) == 3
@@ -94,7 +94,7 @@ def test_empty_folder_is_an_error(tmp_path: Path) -> None:
 
 
 def test_spec_chooses_the_source_kind(tmp_path: Path) -> None:
-    options = SourceOptions()
+    options = CameraConfig()
     assert isinstance(make_source("picamera2", options), PiCameraSource)
     camera = make_source("0", options)
     assert isinstance(camera, VideoCaptureSource) and camera.live and camera.target == 0
@@ -121,7 +121,7 @@ class FlakyCamera:
 
     def __init__(self, video: Path) -> None:
         self.video = video
-        self.inner = VideoCaptureSource(str(video), SourceOptions(), live=False)
+        self.inner = VideoCaptureSource(str(video), CameraConfig(), live=False)
         self.opens = 0
         self.reads = 0
 
@@ -146,7 +146,7 @@ def test_a_failing_camera_is_reported_and_reopened_with_backoff(
 ) -> None:
     caplog.set_level(logging.INFO, logger="device.vision.sources")
     camera = FlakyCamera(require_shared(CLIP))
-    options = SourceOptions(backoff_initial=0.1, backoff_max=0.4, read_failures_before_reopen=3)
+    options = CameraConfig(backoff_initial=0.1, backoff_max=0.4, read_failures_before_reopen=3)
     source = ReopeningSource(camera, options, threading.Event())
     source.open()
     frames = [source.read() for _ in range(10)]
@@ -189,7 +189,7 @@ def test_stop_interrupts_the_backoff() -> None:
     stop = threading.Event()
     source = ReopeningSource(
         GoneCamera(require_shared(CLIP)),
-        SourceOptions(backoff_initial=5.0, read_failures_before_reopen=1),
+        CameraConfig(backoff_initial=5.0, read_failures_before_reopen=1),
         stop,
     )
     source.open()
@@ -200,8 +200,8 @@ def test_stop_interrupts_the_backoff() -> None:
 
 
 def test_picamera2_lores_stream_keeps_the_main_aspect_ratio() -> None:
-    assert PiCameraSource(SourceOptions(width=1280, height=720)).lores_size == (320, 180)
-    assert PiCameraSource(SourceOptions(width=640, height=480)).lores_size == (320, 240)
+    assert PiCameraSource(CameraConfig(width=1280, height=720)).lores_size == (320, 180)
+    assert PiCameraSource(CameraConfig(width=640, height=480)).lores_size == (320, 240)
 
 
 def test_picamera2_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
