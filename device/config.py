@@ -267,6 +267,41 @@ class LivenessConfig:
             raise ConfigError(f"[liveness] frames must be 2-1000, not {self.frames}")
 
 
+@dataclass
+class VisitsConfig:
+    """Visits kept on the door (device/identity/visits.py), so a household can see who came
+    and name a visitor later: the decision, up to ``crops`` of the best aligned faces and one
+    JPEG of the doorstep around the best one. Strangers' faces are kept too (docs/security.md
+    says what and for how long); ``enabled = false`` keeps none.
+
+    ``path`` empty: ``visits.db`` in the gallery's folder. Visits older than ``max_days``
+    go, and the oldest go while all of them take more than ``max_megabytes`` (a visit
+    takes about 60 KB). A visit's faces that were named stay in the gallery.
+    """
+
+    enabled: bool = True
+    path: str = ""
+    max_days: float = 30.0
+    max_megabytes: float = 200.0
+    crops: int = 4
+    context_quality: int = 80
+
+    def resolved_path(self, gallery: Path) -> Path:
+        return Path(self.path) if self.path else gallery.parent / "visits.db"
+
+    def validate(self) -> None:
+        if not (math.isfinite(self.max_days) and self.max_days > 0):
+            raise ConfigError(f"[visits] max_days must be above 0, not {self.max_days}")
+        if not (math.isfinite(self.max_megabytes) and self.max_megabytes > 0):
+            raise ConfigError(f"[visits] max_megabytes must be above 0, not {self.max_megabytes}")
+        if not 1 <= self.crops <= 10:
+            raise ConfigError(f"[visits] crops must be 1-10, not {self.crops}")
+        if not 10 <= self.context_quality <= 100:
+            raise ConfigError(
+                f"[visits] context_quality must be 10-100, not {self.context_quality}"
+            )
+
+
 SITE_KEY_BYTES = 32
 
 
@@ -334,6 +369,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    visits: VisitsConfig = field(default_factory=VisitsConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
 
 

@@ -20,6 +20,7 @@ from device.cli.logs import NORMAL, QUIET, VERBOSE, configure_logging
 from device.cli.people import people
 from device.cli.run import run
 from device.cli.site import site_group
+from device.cli.visits import visits
 from device.config import load_config
 from device.errors import PeepholeError
 
@@ -63,5 +64,15 @@ def main(
     ctx.obj = AppContext.create(config, model_path, manifest_path)
 
 
-for command in (inspect, enroll, identify, people, gallery_group, calibrate, run, site_group):
+for command in (
+    inspect,
+    enroll,
+    identify,
+    people,
+    visits,
+    gallery_group,
+    calibrate,
+    run,
+    site_group,
+):
     main.add_command(command)

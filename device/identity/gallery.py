@@ -12,6 +12,7 @@ writes. Tables (schema version in ``PRAGMA user_version``):
 - ``state``: one row whose ``generation`` triggers bump on every change that
   matters to matching, so a reader can tell cheaply that it must reload.
 - ``site_records``: the site's replication ledger (device/identity/site_records.py).
+- ``namings``: which visit was named as whom, for undo (device/identity/namings.py).
 
 Every write runs in one ``BEGIN IMMEDIATE`` transaction: it happens entirely or
 not at all. So does a migration to a newer schema: an interrupted one leaves
@@ -21,12 +22,10 @@ the file as it was, at its old version.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import stat
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,13 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from device.errors import GalleryError, disk_full_hint
-from device.identity import site_records
+from device.errors import GalleryError
+from device.identity import namings, site_records
+from device.identity.database import DatabaseKind, Migration, immediate, open_database, reading
 from device.identity.export_format import ExportedCrop, ExportedEmbedding, ExportedPerson
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 MAX_NAME_LENGTH = 100
-BUSY_TIMEOUT_S = 10.0
 
 
 def _schema_v1(db: sqlite_utils.Database) -> None:
@@ -106,13 +105,20 @@ def _schema_v2(db: sqlite_utils.Database) -> None:
 
 # MIGRATIONS[n] takes a gallery from schema version n to n + 1. _prepare runs
 # them all in one transaction, together with the new user_version.
+def _schema_v4(db: sqlite_utils.Database) -> None:
+    """``namings`` (device/identity/namings.py); a visit's samples moved to another person
+    (a corrected naming) change what matching sees, like any other change."""
+    namings.create_table(db)
+    bump = "UPDATE state SET generation = generation + 1 WHERE id = 1;"
+    db.executescript(
+        f"CREATE TRIGGER embeddings_moved AFTER UPDATE OF person_id ON embeddings BEGIN {bump} END;"
+    )
+
+
 # Version 3 adds the site's table (device/identity/site_records.py).
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _schema_v1,
-    _schema_v2,
-    site_records.create_table,
-]
+MIGRATIONS: list[Migration] = [_schema_v1, _schema_v2, site_records.create_table, _schema_v4]
 assert len(MIGRATIONS) == SCHEMA_VERSION
+GALLERY = DatabaseKind("gallery", GalleryError, MIGRATIONS, " (enroll someone first)")
 
 
 def normalise_name(name: str) -> str:
@@ -140,6 +146,16 @@ class Sample:
     quality: float
     source: str
     crop_png: bytes | None = None
+
+
+@dataclass(frozen=True)
+class StoredCrop:
+    """One of a person's stored samples, without its pixels."""
+
+    id: int
+    quality: float
+    source: str
+    created: float
 
 
 @dataclass(frozen=True)
@@ -185,73 +201,8 @@ class Gallery:
     def open(cls, path: Path, *, create: bool = True) -> Gallery:
         """Open (and with ``create``, make or migrate) the gallery at ``path``."""
         path = Path(path)
-        exists = path.exists()
-        if not exists and not create:
-            raise GalleryError(f"gallery {path} does not exist (enroll someone first)")
-        if exists and not path.is_file():
-            raise GalleryError(f"gallery {path} is not a file")
-        # A file without write permission bits is read-only even for root.
-        read_only = exists and (
-            not os.access(path, os.W_OK) or not path.stat().st_mode & stat.S_IWUSR
-        )
-        try:
-            if not exists:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                # Faces are personal data: only the owner may read the gallery.
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            if read_only:
-                connection = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S
-                )
-            else:
-                connection = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
-        except (OSError, sqlite3.Error) as error:
-            raise GalleryError(
-                f"cannot open gallery {path}: {error}{disk_full_hint(path)}"
-            ) from None
-        gallery = cls(path, connection, read_only)
-        try:
-            gallery._prepare(create)
-        except sqlite3.Error as error:
-            connection.close()
-            raise GalleryError(
-                f"gallery {path} is unusable: {error}{disk_full_hint(path)}"
-            ) from None
-        except BaseException:
-            # A GalleryError, or anything else that stopped a migration half-way
-            # (rolled back by transaction): the file stays as it was.
-            connection.close()
-            raise
-        return gallery
-
-    def _prepare(self, create: bool) -> None:
-        conn = self._conn
-        conn.execute("PRAGMA foreign_keys = ON")
-        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        if version > SCHEMA_VERSION:
-            raise GalleryError(
-                f"gallery {self.path} has schema version {version}, newer than this "
-                f"peephole understands ({SCHEMA_VERSION}); upgrade peephole"
-            )
-        if version == 0 and tables:
-            raise GalleryError(f"{self.path} is a SQLite file but not a peephole gallery")
-        if version < SCHEMA_VERSION:
-            if self.read_only:
-                state = "is not a gallery" if version == 0 else "needs an upgrade"
-                raise GalleryError(f"{self.path} {state} and is read-only")
-            if version == 0 and not create:
-                raise GalleryError(f"gallery {self.path} is empty")
-            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
-                raise GalleryError(f"gallery {self.path}: cannot switch to WAL mode")
-            with self.transaction():
-                current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-                for migrate in MIGRATIONS[current:]:
-                    migrate(self.db)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise GalleryError(f"gallery {self.path} is corrupt: {check}")
+        connection, read_only = open_database(path, GALLERY, create=create)
+        return cls(path, connection, read_only)
 
     def close(self) -> None:
         self._conn.close()
@@ -267,33 +218,14 @@ class Gallery:
         """One immediate transaction: every change inside commits together or not at all."""
         if self.read_only:
             raise GalleryError(f"gallery {self.path} is read-only")
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise GalleryError(
-                f"cannot write gallery {self.path}: {error}{disk_full_hint(self.path)}"
-            ) from None
-        try:
+        with immediate(self._conn, self.path, GALLERY):
             yield
-            self._conn.execute("COMMIT")
-        except BaseException as error:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
-                raise GalleryError(
-                    f"cannot write gallery {self.path}: {error}{disk_full_hint(self.path)}"
-                ) from None
-            raise
 
     # Reading --------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _reading(self) -> Iterator[None]:
+    def _reading(self) -> contextlib.AbstractContextManager[None]:
         """Database errors while reading (a damaged file) become one-line GalleryErrors."""
-        try:
-            yield
-        except sqlite3.Error as error:
-            raise GalleryError(f"cannot read gallery {self.path}: {error}") from None
+        return reading(self.path, GALLERY)
 
     def generation(self) -> int:
         """A counter that changes whenever embeddings or people are added, removed or renamed."""
@@ -393,6 +325,54 @@ class Gallery:
                 [embedding_key],
             )
         ]
+
+    def person_crops(self, name: str) -> list[StoredCrop]:
+        """The person's stored crops (their samples as a household sees them), oldest first."""
+        with self._reading():
+            person_id = self.person_id(name)
+            if person_id is None:
+                raise GalleryError(f"{name!r} is not enrolled")
+            rows = self.db.query(
+                "SELECT id, quality, source, created FROM crops WHERE person_id = ? ORDER BY id",
+                [person_id],
+            )
+            return [
+                StoredCrop(
+                    int(r["id"]),
+                    float(r["quality"] or 0.0),
+                    str(r["source"] or ""),
+                    float(r["created"]),
+                )
+                for r in rows
+            ]
+
+    def crop_png(self, crop_id: int) -> bytes:
+        """One stored crop's PNG; GalleryError if there is none."""
+        with self._reading():
+            rows = list(self.db.query("SELECT png FROM crops WHERE id = ?", [crop_id]))
+        if not rows:
+            raise GalleryError(f"no stored crop {crop_id}")
+        return bytes(rows[0]["png"])
+
+    def remove_sample(self, name: str, crop_id: int) -> None:
+        """Delete one of the person's samples (the crop and its embeddings); GalleryError if the
+        crop is not theirs, or is their last one (remove the person instead)."""
+        with self.transaction():
+            person_id = self.person_id(name)
+            owner = list(self.db.query("SELECT person_id FROM crops WHERE id = ?", [crop_id]))
+            if person_id is None or not owner or owner[0]["person_id"] != person_id:
+                raise GalleryError(f"{name!r} has no sample {crop_id}")
+            left = self.db.execute(
+                "SELECT COUNT(*) FROM embeddings WHERE person_id = ? AND "
+                "(crop_id IS NULL OR crop_id != ?)",
+                [person_id, crop_id],
+            ).fetchone()[0]
+            if not left:
+                raise GalleryError(
+                    f"that is {self.display_name(name)}'s last sample; remove the person instead"
+                )
+            self.db.execute("DELETE FROM embeddings WHERE crop_id = ?", [crop_id])
+            self.db.execute("DELETE FROM crops WHERE id = ?", [crop_id])
 
     def export_records(self, only_key: str | None = None) -> list[ExportedPerson]:
         """Every person (or the one whose name key is ``only_key``) with crops and embeddings."""
@@ -602,6 +582,64 @@ class Gallery:
         self.db.table("crops").delete_where("person_id = ?", [person_id])
         self.db.table("people").delete_where("id = ?", [person_id])
         return True
+
+    # A visit's samples (device/identity/naming.py), inside the caller's transaction.
+
+    def person_to_fill(self, name: str, *, append: bool, hint: str) -> tuple[int, str, bool]:
+        """(id, stored name, created) of the person to add samples to; a new name creates them,
+        an enrolled one is refused unless ``append`` (``hint`` says what to do instead)."""
+        display = normalise_name(name)
+        created = self.person_id(display) is None
+        person_id = self._person_to_write(display, append, hint, time.time())
+        return person_id, self.display_name(display), created
+
+    def add_samples(self, person_id: int, samples: list[Sample], embedding_key: str) -> None:
+        now = time.time()
+        for sample in samples:
+            self._insert_sample(person_id, sample, embedding_key, now)
+
+    def samples_holder(self, source_pattern: str) -> tuple[int, str] | None:
+        """(id, name) of the person whose samples' source matches ``source_pattern``, or None."""
+        rows = self.db.query(
+            "SELECT p.id, p.name FROM embeddings e JOIN people p ON p.id = e.person_id "
+            "WHERE e.source LIKE ? LIMIT 1",
+            [source_pattern],
+        )
+        found = next(iter(rows), None)
+        return None if found is None else (int(found["id"]), str(found["name"]))
+
+    def move_samples(self, source_pattern: str, person_id: int) -> int:
+        """Give every sample whose source matches to ``person_id``; returns how many embeddings."""
+        self.db.execute(
+            "UPDATE crops SET person_id = ? WHERE source LIKE ?", [person_id, source_pattern]
+        )
+        cursor = self.db.execute(
+            "UPDATE embeddings SET person_id = ? WHERE source LIKE ?", [person_id, source_pattern]
+        )
+        return int(cursor.rowcount)
+
+    def remove_samples(self, source_pattern: str) -> int:
+        """Delete every sample whose source matches; returns how many embeddings."""
+        cursor = self.db.execute("DELETE FROM embeddings WHERE source LIKE ?", [source_pattern])
+        self.db.execute("DELETE FROM crops WHERE source LIKE ?", [source_pattern])
+        return int(cursor.rowcount)
+
+    def remove_if_empty(self, person_id: int) -> bool:
+        """Delete the person if no sample is left; returns whether it was."""
+        left = self.db.execute(
+            "SELECT (SELECT COUNT(*) FROM embeddings WHERE person_id = ?)"
+            " + (SELECT COUNT(*) FROM crops WHERE person_id = ?)",
+            [person_id, person_id],
+        ).fetchone()[0]
+        if left:
+            return False
+        self.db.table("people").delete_where("id = ?", [person_id])
+        return True
+
+    def namings_for(self, visit_ids: list[str]) -> dict[str, namings.NamingRow]:
+        """Who each of these visits is named as, where one is."""
+        with self._reading():
+            return namings.for_visits(self.db, visit_ids)
 
     def _store_rows(self, person_id: int, person: ExportedPerson) -> int:
         """Insert a person's crops and embeddings; returns how many embeddings."""

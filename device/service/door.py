@@ -30,6 +30,7 @@ from device.service.replication import GalleryReplication
 from device.service.rollout import ModelRollout
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import SiteTopics, Topics
+from device.service.visit_recorder import VisitRecorder
 from device.site.clock import HybridClock
 from device.site.key import SiteKey
 from device.site.model_choice import ModelChoice
@@ -40,8 +41,10 @@ from device.vision.sources import FrameSource, open_source
 
 logger = logging.getLogger(__name__)
 
-# SIGTERM must end the process within 5 s: up to 3 s of that go to flushing events.
+# SIGTERM must end the process within 5 s: up to 3 s of that go to flushing events,
+# and up to 1 s to storing the visits still queued.
 SHUTDOWN_FLUSH_SECONDS = 3.0
+VISITS_FLUSH_SECONDS = 1.0
 
 
 class Door:
@@ -60,6 +63,7 @@ class Door:
         stop: threading.Event,
         replication: GalleryReplication | None,
         rollout: ModelRollout | None,
+        visits: VisitRecorder | None,
         cleanup: contextlib.ExitStack,
     ) -> None:
         self.config = config
@@ -72,6 +76,7 @@ class Door:
         self.stop = stop
         self.replication = replication
         self.rollout = rollout
+        self.visits = visits
         self.person_label = pseudonyms(config)
         self._cleanup = cleanup
         self.outbox_left: int | None = None
@@ -106,6 +111,10 @@ class Door:
             cleanup.callback(source.close)
             link = MqttLink(mqtt) if mqtt.brokers() else None
             publisher = EventPublisher(outbox, Topics(mqtt.topic_prefix, mqtt.device_id), link, out)
+            visits = None
+            if config.visits.enabled:
+                visits_path = config.visits.resolved_path(config.gallery.resolved_path())
+                visits = VisitRecorder(visits_path, config.visits)
             notifier = notifier or SystemdNotifier()
             if not config.runtime.watchdog:
                 notifier.watchdog_interval = None
@@ -121,6 +130,7 @@ class Door:
                 stop=stop,
                 replication=site_replication(config, gallery, link, embedder),
                 rollout=model_rollout(config, gallery, link),
+                visits=visits,
                 cleanup=cleanup.pop_all(),
             )
         return door
@@ -138,6 +148,8 @@ class Door:
 
     def close(self) -> None:
         """Flush and disconnect the publisher (``outbox_left``: events it still holds), close all."""
+        if self.visits is not None:
+            self.visits.close(VISITS_FLUSH_SECONDS)
         if self.outbox_left is None:
             self.outbox_left = self.publisher.close(SHUTDOWN_FLUSH_SECONDS)
         self._cleanup.close()
@@ -170,6 +182,8 @@ class Door:
     def start(self) -> None:
         """Connect to the broker, resend the outbox's backlog, say what the door watches."""
         self.publisher.start()
+        if self.visits is not None:
+            self.visits.start()
         warn_stale_people(self.gallery, self.embedder.embedding_key)
         people = len(self.matcher.people)
         brokers = self.config.mqtt.brokers()
@@ -211,6 +225,7 @@ class Door:
             rollout=self.rollout,
             person_label=self.person_label,
             stop_after_frames=stop_after_frames,
+            visits=self.visits,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -45,6 +46,8 @@ class VisitorEvent:
     reason: str | None = None
     latency_ms: float | None = None
     duration_s: float | None = None
+    # The visit both events belong to; ``peephole visits show ID`` where visits are kept.
+    visit_id: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,16 +60,20 @@ def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def visitor_event(track: Track, device_id: str, now_monotonic: float) -> VisitorEvent:
+def visitor_event(
+    track: Track, device_id: str, now_monotonic: float, visit_id: str | None = None
+) -> VisitorEvent:
     known = _decision(track).known
     latency_ms = round((now_monotonic - track.first_captured) * 1000.0, 1)
     event_type = KNOWN_VISITOR if known else UNKNOWN_VISITOR
-    return _event(VISITOR, event_type, track, device_id, latency_ms=latency_ms)
+    return _event(VISITOR, event_type, track, device_id, latency_ms=latency_ms, visit_id=visit_id)
 
 
-def visitor_left_event(track: Track, device_id: str) -> VisitorEvent:
+def visitor_left_event(track: Track, device_id: str, visit_id: str | None = None) -> VisitorEvent:
     duration_s = round(track.last_captured - track.first_captured, 3)
-    return _event(VISITOR_LEFT, VISITOR_LEFT, track, device_id, duration_s=duration_s)
+    return _event(
+        VISITOR_LEFT, VISITOR_LEFT, track, device_id, duration_s=duration_s, visit_id=visit_id
+    )
 
 
 def _event(
@@ -76,6 +83,7 @@ def _event(
     device_id: str,
     latency_ms: float | None = None,
     duration_s: float | None = None,
+    visit_id: str | None = None,
 ) -> VisitorEvent:
     decision = _decision(track)
     return VisitorEvent(
@@ -95,6 +103,7 @@ def _event(
         reason=decision.reason,
         latency_ms=latency_ms,
         duration_s=duration_s,
+        visit_id=visit_id,
     )
 
 
@@ -110,6 +119,11 @@ def _decision(track: Track) -> Decision:
 
 def new_event_id() -> str:
     return uuid.uuid4().hex
+
+
+def new_visit_id() -> str:
+    """Ten hex digits: short enough to type, unique among a door's visits for years."""
+    return secrets.token_hex(5)
 
 
 def utc_timestamp() -> str:

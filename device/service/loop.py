@@ -33,7 +33,7 @@ from device.errors import PeepholeError
 from device.identity.gallery import Gallery
 from device.identity.matching import Matcher
 from device.service.discovery import peephole_version
-from device.service.events import VisitorEvent, visitor_event, visitor_left_event
+from device.service.events import VisitorEvent, new_visit_id, visitor_event, visitor_left_event
 from device.service.health import DeviceStatus, ModelInfo, iso_time
 from device.service.publisher import EventPublisher
 from device.service.replication import GalleryReplication
@@ -41,6 +41,7 @@ from device.service.rollout import ModelRollout
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import PRESENCE_OFF, PRESENCE_ON
 from device.service.tracker import Cooldown, Track, TrackerStep, VisitorTracker
+from device.service.visit_recorder import VisitDraft, VisitRecorder
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, FrameSource
@@ -107,6 +108,7 @@ class CameraLoop:
         rollout: ModelRollout | None = None,
         person_label: Callable[[str], str] | None = None,
         stop_after_frames: int | None = None,
+        visits: VisitRecorder | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -116,8 +118,13 @@ class CameraLoop:
         self.publisher = publisher
         # Without the face mesh there are no landmarks to judge liveness from.
         liveness = config.liveness if config.detector.landmarks == "mesh" else None
+        self.visits = visits
         self.tracker = VisitorTracker(
-            matcher.identify, config.runtime, threshold=threshold, liveness=liveness
+            matcher.identify,
+            config.runtime,
+            threshold=threshold,
+            liveness=liveness,
+            keep_faces=config.visits.crops if visits is not None else 0,
         )
         self.cooldown = Cooldown(config.runtime.cooldown, same_person=threshold)
         self.device_id = config.mqtt.device_id
@@ -133,8 +140,11 @@ class CameraLoop:
         # the door can start it again with this embedder.
         self.new_model: FaceEmbedder | None = None
         self.stats = RunStats()
-        self._announced: set[int] = set()
+        # Announced tracks: their visit ids.
+        self._announced: dict[int, str] = {}
         self._snapshots: dict[int, bytes] = {}
+        # Each visit's doorstep around its best face so far (a copy of that part of the frame).
+        self._contexts: dict[int, np.ndarray] = {}
         self._present = False
         self._gallery_warning = ""
         self._last_frame: float | None = None
@@ -189,7 +199,13 @@ class CameraLoop:
         step = self.tracker.update(faces, frame.captured)
         if self.config.mqtt.snapshots:
             self._keep_snapshots(frame)
+        if self.visits is not None:
+            self._keep_contexts(frame)
         self._handle(step)
+        if len(self._contexts) > len(self.tracker.tracks):
+            # Tracks dropped without a decision (a passing false detection) leave theirs.
+            tracked = {track.track_id for track in self.tracker.tracks}
+            self._contexts = {i: c for i, c in self._contexts.items() if i in tracked}
         self._update_presence()
         self.publisher.poll()
         self.stats.frames += 1
@@ -198,9 +214,11 @@ class CameraLoop:
         for track in step.decided:
             if not self.cooldown.allow(track, time.monotonic()):
                 continue
-            event = visitor_event(track, self.device_id, time.monotonic())
+            visit_id = new_visit_id()
+            event = visitor_event(track, self.device_id, time.monotonic(), visit_id)
             self.publisher.publish(self._labelled(event))
-            self._announced.add(track.track_id)
+            self._announced[track.track_id] = visit_id
+            self._keep_visit(track, visit_id)
             self.stats.events += 1
             if event.latency_ms is not None:
                 self.stats.latencies_ms.append(event.latency_ms)
@@ -213,10 +231,32 @@ class CameraLoop:
                 self.publisher.state(self.publisher.topics.snapshot, snapshot)
         for track in step.ended:
             self._snapshots.pop(track.track_id, None)
-            if track.track_id in self._announced:
-                self._announced.discard(track.track_id)
-                self.publisher.publish(self._labelled(visitor_left_event(track, self.device_id)))
+            announced = self._announced.pop(track.track_id, None)
+            if announced is not None:
+                self._keep_visit(track, announced)
+                left = visitor_left_event(track, self.device_id, announced)
+                self.publisher.publish(self._labelled(left))
                 self.stats.events += 1
+            self._contexts.pop(track.track_id, None)
+
+    def _keep_visit(self, track: Track, visit_id: str) -> None:
+        """Hand the visit as it stands to the recorder (it encodes and stores it apart)."""
+        if self.visits is None or track.decision is None:
+            return
+        to_wall = time.time() - time.monotonic()
+        self.visits.keep(
+            VisitDraft(
+                visit_id=visit_id,
+                door=self.device_id,
+                embedding_key=self.model.embedding_key,
+                track_id=track.track_id,
+                decision=track.decision,
+                faces=tuple(track.best_faces),
+                first_seen=track.first_captured + to_wall,
+                last_seen=track.last_captured + to_wall,
+                context_rgb=self._contexts.get(track.track_id),
+            )
+        )
 
     def _labelled(self, event: VisitorEvent) -> VisitorEvent:
         """The event as it leaves the door: with the person's pseudonym where names stay home."""
@@ -252,6 +292,11 @@ class CameraLoop:
             self._warn_gallery(f"cannot build the status report: {error}")
             return
         self.publisher.status(report.to_json())
+
+    def _keep_contexts(self, frame: Frame) -> None:
+        for track in self.tracker.tracks:
+            if track.improved:
+                self._contexts[track.track_id] = context_region(frame.rgb, track).copy()
 
     def _keep_snapshots(self, frame: Frame) -> None:
         for track in self.tracker.tracks:
@@ -291,13 +336,18 @@ class CameraLoop:
             logger.warning(message)
 
 
-def encode_snapshot(rgb: np.ndarray, track: Track, quality: int) -> bytes:
-    """A JPEG of the frame around the track's face (the face and some context)."""
+def context_region(rgb: np.ndarray, track: Track) -> np.ndarray:
+    """The part of the frame around the track's face: the face and as much again each side."""
     height, width = rgb.shape[:2]
     x0, y0, x1, y1 = track.box
     pad_x, pad_y = (x1 - x0), (y1 - y0)
     left, top = max(0, int(x0 - pad_x)), max(0, int(y0 - pad_y))
     right, bottom = min(width, int(x1 + pad_x)), min(height, int(y1 + pad_y))
-    crop = cv2.cvtColor(rgb[top:bottom, left:right], cv2.COLOR_RGB2BGR)
+    return rgb[top:bottom, left:right]
+
+
+def encode_snapshot(rgb: np.ndarray, track: Track, quality: int) -> bytes:
+    """A JPEG of the frame around the track's face (the face and some context)."""
+    crop = cv2.cvtColor(context_region(rgb, track), cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return bytes(data) if ok else b""

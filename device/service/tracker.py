@@ -93,6 +93,18 @@ class Decision:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class KeptFace:
+    quality: float
+    crop: np.ndarray = field(repr=False)
+    report: QualityReport = field(repr=False)
+    embedding: np.ndarray | None = field(default=None, repr=False)
+
+
+# Faces this similar (cosine) are the same look of a visitor: only the better one is kept.
+SAME_LOOK = 0.95
+
+
 @dataclass
 class Track:
     track_id: int
@@ -109,6 +121,10 @@ class Track:
     improved: bool = False
     decision: Decision | None = None
     liveness: LivenessEvidence | None = None
+    # The visit's best faces (``keep_faces`` of them, best first): what a household sees
+    # of the visit later and may name it from. Faces of nearly the same embedding as a
+    # kept one replace it only when better, so the few kept differ from each other.
+    best_faces: list[KeptFace] = field(default_factory=list, repr=False)
     # Whether the decision was handed on (in a TrackerStep's ``decided``).
     reported: bool = False
 
@@ -136,14 +152,16 @@ class VisitorTracker:
         *,
         threshold: float | None = None,
         liveness: LivenessConfig | None = None,
+        keep_faces: int = 0,
     ) -> None:
         """``options`` is the ``[runtime]`` section; ``threshold`` the naming threshold, from
         which ``unknown_margin`` below a stranger is decided early (None: never early);
         ``liveness`` the ``[liveness]`` section, or None where there is no face mesh to
-        gather evidence from."""
+        gather evidence from; ``keep_faces`` how many of each visit's best faces to keep."""
         self.identify = identify
         self.options = options or RuntimeConfig()
         self.liveness = liveness
+        self.keep_faces = keep_faces
         # A mean similarity below this (and no single frame naming anyone) is a stranger for sure.
         self.unknown_below = -1.0 if threshold is None else threshold - self.options.unknown_margin
         self.tracks: list[Track] = []
@@ -215,6 +233,12 @@ class VisitorTracker:
             track.improved = True
         if track.liveness is not None:
             track.liveness.observe(face.mesh, face.crop)
+        if self.keep_faces:
+            keep_face(
+                track.best_faces,
+                KeptFace(quality, face.crop, face.quality, face.embedding),
+                self.keep_faces,
+            )
         if face.embedding is None or track.decision is not None:
             return
         track.embeddings.append(face.embedding)
@@ -297,6 +321,21 @@ class VisitorTracker:
             assigned[face_index] = self.tracks[track_index]
             used_tracks.add(track_index)
         return assigned
+
+
+def keep_face(kept: list[KeptFace], face: KeptFace, most: int) -> None:
+    """Keep ``face`` among the ``most`` best of ``kept`` (best first), one per look."""
+    if face.embedding is not None:
+        for index, other in enumerate(kept):
+            if other.embedding is not None and float(other.embedding @ face.embedding) >= SAME_LOOK:
+                if face.quality > other.quality:
+                    kept[index] = face
+                    kept.sort(key=lambda k: -k.quality)
+                return
+    if len(kept) < most or face.quality > kept[-1].quality:
+        kept.append(face)
+        kept.sort(key=lambda k: -k.quality)
+        del kept[most:]
 
 
 def iou(a: Box, b: Box) -> float:

@@ -88,13 +88,33 @@ def assess(
     detection: Detection, aligned_rgb: np.ndarray, thresholds: QualityConfig
 ) -> QualityReport:
     grey = cv2.cvtColor(aligned_rgb, cv2.COLOR_RGB2GRAY)
-    sharpness = laplacian_variance(grey)
-    brightness = float(grey[_FACE_ROWS, _FACE_COLS].mean())
     roll, yaw = roll_and_yaw(detection.keypoints)
+    return judge(
+        score=detection.score,
+        sharpness=laplacian_variance(grey),
+        eye_distance=detection.eye_distance,
+        roll=roll,
+        yaw=yaw,
+        brightness=float(grey[_FACE_ROWS, _FACE_COLS].mean()),
+        thresholds=thresholds,
+    )
+
+
+def judge(
+    *,
+    score: float,
+    sharpness: float,
+    eye_distance: float,
+    roll: float,
+    yaw: float,
+    brightness: float,
+    thresholds: QualityConfig,
+) -> QualityReport:
+    """The gate's verdict on measures taken earlier (a stored visit's crop, judged again)."""
     reasons = []
-    if detection.score < thresholds.min_score:
+    if score < thresholds.min_score:
         reasons.append(RejectReason.LOW_SCORE)
-    if detection.eye_distance < thresholds.min_eye_distance:
+    if eye_distance < thresholds.min_eye_distance:
         reasons.append(RejectReason.TOO_SMALL)
     if abs(roll) > thresholds.max_roll:
         reasons.append(RejectReason.ROLL)
@@ -107,9 +127,9 @@ def assess(
     if sharpness < thresholds.min_sharpness:
         reasons.append(RejectReason.BLURRY)
     return QualityReport(
-        score=detection.score,
+        score=score,
         sharpness=sharpness,
-        eye_distance=detection.eye_distance,
+        eye_distance=eye_distance,
         roll=roll,
         yaw=yaw,
         brightness=brightness,

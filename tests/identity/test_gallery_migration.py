@@ -15,6 +15,7 @@ to 1700000000.5 by ``touch_last_seen``, and that gallery exported with
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -138,7 +139,8 @@ def test_migration_failing_mid_way_leaves_the_v1_file(
         raise RuntimeError("interrupted after the rename")
 
     migrations = [gallery_module._schema_v1, rename_then_fail]
-    monkeypatch.setattr(gallery_module, "MIGRATIONS", migrations)
+    kind = dataclasses.replace(gallery_module.GALLERY, migrations=migrations)
+    monkeypatch.setattr(gallery_module, "GALLERY", kind)
     with pytest.raises(RuntimeError, match="interrupted after the rename"):
         Gallery.open(path)
     assert renamed == [True]
