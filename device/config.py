@@ -243,9 +243,20 @@ class RuntimeConfig:
     max_centre_distance: float = 0.5
     outbox_path: str = ""
     watchdog: bool = True
+    # Where the running door writes its health report every few seconds for the web page
+    # (`peephole web`); empty: status.json in $RUNTIME_DIRECTORY (systemd's /run/peephole,
+    # a tmpfs: no SD card wear), else in the state directory.
+    status_path: str = ""
 
     def resolved_outbox(self) -> Path:
         return Path(self.outbox_path) if self.outbox_path else _default_state_dir() / "outbox.db"
+
+    def resolved_status(self) -> Path:
+        if self.status_path:
+            return Path(self.status_path)
+        runtime = os.environ.get("RUNTIME_DIRECTORY")
+        folder = Path(runtime.split(":")[0]) if runtime else _default_state_dir()
+        return folder / "status.json"
 
 
 @dataclass

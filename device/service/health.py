@@ -11,7 +11,9 @@ the last will when the device dies).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from datetime import UTC, datetime
 
 
@@ -49,6 +51,25 @@ class DeviceStatus:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one rename (readers never see half of it), mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.new")
+    descriptor = os.open(temporary, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def read_status(path: Path) -> DeviceStatus | None:
+    """The report a running door last wrote to ``path``; None if there is none (yet)."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        return DeviceStatus(**values)
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def iso_time(timestamp: float) -> str:

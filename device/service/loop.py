@@ -34,7 +34,7 @@ from device.identity.gallery import Gallery
 from device.identity.matching import Matcher
 from device.service.discovery import peephole_version
 from device.service.events import VisitorEvent, new_visit_id, visitor_event, visitor_left_event
-from device.service.health import DeviceStatus, ModelInfo, iso_time
+from device.service.health import DeviceStatus, ModelInfo, iso_time, write_private
 from device.service.publisher import EventPublisher
 from device.service.replication import GalleryReplication
 from device.service.rollout import ModelRollout
@@ -185,6 +185,7 @@ class CameraLoop:
                     f"{fps:.1f} fps, {len(self.tracker.tracks)} faces tracked, "
                     f"{self.stats.events} events"
                 )
+                self._write_status(fps)
                 last_status, frames_at_status = now, self.stats.frames
         self._handle(self.tracker.finish())
         self._update_presence()
@@ -292,6 +293,14 @@ class CameraLoop:
             self._warn_gallery(f"cannot build the status report: {error}")
             return
         self.publisher.status(report.to_json())
+
+    def _write_status(self, fps: float) -> None:
+        """The health report, with the last few seconds' frame rate, for the web page."""
+        try:
+            report = dataclasses.replace(self.health(), fps=round(fps, 2))
+            write_private(self.config.runtime.resolved_status(), report.to_json())
+        except (PeepholeError, sqlite3.Error, OSError) as error:
+            self._warn_gallery(f"cannot write the status file: {error}")
 
     def _keep_contexts(self, frame: Frame) -> None:
         for track in self.tracker.tracks:
