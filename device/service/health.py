@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 
 
 @dataclass(frozen=True)
