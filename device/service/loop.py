@@ -40,8 +40,8 @@ from device.service.replication import GalleryReplication
 from device.service.rollout import ModelRollout
 from device.service.sdnotify import SystemdNotifier
 from device.service.topics import PRESENCE_OFF, PRESENCE_ON
-from device.service.tracker import Cooldown, Track, TrackerStep, VisitorTracker
-from device.service.visit_recorder import VisitDraft, VisitRecorder
+from device.service.tracker import Box, Cooldown, Track, TrackerStep, VisitorTracker
+from device.service.visit_recorder import VisitDraft, VisitRecorder, context_region
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, FrameSource
@@ -143,8 +143,9 @@ class CameraLoop:
         # Announced tracks: their visit ids.
         self._announced: dict[int, str] = {}
         self._snapshots: dict[int, bytes] = {}
-        # Each visit's doorstep around its best face so far (a copy of that part of the frame).
-        self._contexts: dict[int, np.ndarray] = {}
+        # Each visit's frame at its best face so far, with the face's box there (the recorder
+        # cuts the doorstep out of it: nothing is copied on the frame path).
+        self._contexts: dict[int, tuple[np.ndarray, Box]] = {}
         self._present = False
         self._gallery_warning = ""
         self._last_frame: float | None = None
@@ -255,7 +256,7 @@ class CameraLoop:
                 faces=tuple(track.best_faces),
                 first_seen=track.first_captured + to_wall,
                 last_seen=track.last_captured + to_wall,
-                context_rgb=self._contexts.get(track.track_id),
+                context=self._contexts.get(track.track_id),
             )
         )
 
@@ -305,7 +306,7 @@ class CameraLoop:
     def _keep_contexts(self, frame: Frame) -> None:
         for track in self.tracker.tracks:
             if track.improved:
-                self._contexts[track.track_id] = context_region(frame.rgb, track).copy()
+                self._contexts[track.track_id] = (frame.rgb, track.box)
 
     def _keep_snapshots(self, frame: Frame) -> None:
         for track in self.tracker.tracks:
@@ -345,18 +346,8 @@ class CameraLoop:
             logger.warning(message)
 
 
-def context_region(rgb: np.ndarray, track: Track) -> np.ndarray:
-    """The part of the frame around the track's face: the face and as much again each side."""
-    height, width = rgb.shape[:2]
-    x0, y0, x1, y1 = track.box
-    pad_x, pad_y = (x1 - x0), (y1 - y0)
-    left, top = max(0, int(x0 - pad_x)), max(0, int(y0 - pad_y))
-    right, bottom = min(width, int(x1 + pad_x)), min(height, int(y1 + pad_y))
-    return rgb[top:bottom, left:right]
-
-
 def encode_snapshot(rgb: np.ndarray, track: Track, quality: int) -> bytes:
     """A JPEG of the frame around the track's face (the face and some context)."""
-    crop = cv2.cvtColor(context_region(rgb, track), cv2.COLOR_RGB2BGR)
+    crop = cv2.cvtColor(context_region(rgb, track.box), cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return bytes(data) if ok else b""

@@ -25,7 +25,7 @@ from device.config import VisitsConfig
 from device.errors import PeepholeError
 from device.identity.enroll import encode_crop
 from device.identity.visits import CropMeasures, Visit, VisitCrop, VisitStore
-from device.service.tracker import Decision, KeptFace
+from device.service.tracker import Box, Decision, KeptFace
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,8 @@ class VisitDraft:
     faces: tuple[KeptFace, ...]
     first_seen: float
     last_seen: float
-    context_rgb: np.ndarray | None
+    # The frame of the best face and the face's box in it: the doorstep is cut out here.
+    context: tuple[np.ndarray, Box] | None
 
 
 class VisitRecorder:
@@ -121,6 +122,16 @@ class VisitRecorder:
             logger.warning(message)
 
 
+def context_region(rgb: np.ndarray, box: Box) -> np.ndarray:
+    """The part of the frame around a face's box: the face and as much again each side."""
+    height, width = rgb.shape[:2]
+    x0, y0, x1, y1 = box
+    pad_x, pad_y = (x1 - x0), (y1 - y0)
+    left, top = max(0, int(x0 - pad_x)), max(0, int(y0 - pad_y))
+    right, bottom = min(width, int(x1 + pad_x)), min(height, int(y1 + pad_y))
+    return rgb[top:bottom, left:right]
+
+
 def encode_visit(draft: VisitDraft, jpeg_quality: int) -> Visit:
     """The stored form of a handed-over visit: PNG crops, a JPEG of the doorstep."""
     decision = draft.decision
@@ -140,8 +151,9 @@ def encode_visit(draft: VisitDraft, jpeg_quality: int) -> Visit:
         for face in draft.faces
     )
     context = None
-    if draft.context_rgb is not None and draft.context_rgb.size:
-        bgr = cv2.cvtColor(draft.context_rgb, cv2.COLOR_RGB2BGR)
+    region = context_region(*draft.context) if draft.context is not None else None
+    if region is not None and region.size:
+        bgr = cv2.cvtColor(region, cv2.COLOR_RGB2BGR)
         ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
         context = bytes(data) if ok else None
     return Visit(
