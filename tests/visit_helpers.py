@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import cv2
 import numpy as np
 
 from device.identity.enroll import encode_crop
-from device.identity.visits import CropMeasures, Visit, VisitCrop
+from device.identity.visits import Visit, VisitCrop
 from device.vision.imageio import read_image
 from device.vision.pipeline import FacePipeline
+from device.vision.quality import RejectReason
 
 LIN = "data/video/lin-manuel-miranda.png"
 ALEX = "data/video/alex-lacamoire.png"
@@ -29,16 +31,8 @@ def photo_crop(pipeline: FacePipeline, photo: Path, blur: float = 0.0) -> VisitC
         crop = cv2.GaussianBlur(crop, (0, 0), blur)
         grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
         sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
-        report = type(report)(**{**vars(report), "sharpness": sharpness})
-    measures = CropMeasures(
-        report.score,
-        report.sharpness,
-        report.eye_distance,
-        report.roll,
-        report.yaw,
-        report.brightness,
-    )
-    return VisitCrop(encode_crop(crop), report.quality, measures)
+        report = dataclasses.replace(report, sharpness=sharpness, reasons=(RejectReason.BLURRY,))
+    return VisitCrop(encode_crop(crop), report)
 
 
 def photo_visit(

@@ -19,6 +19,7 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import sqlite_utils
 
@@ -137,6 +138,39 @@ def immediate(connection: sqlite3.Connection, path: Path, kind: DatabaseKind) ->
                 f"cannot write {kind.noun} {path}: {problem}{disk_full_hint(path)}"
             ) from None
         raise
+
+
+class Database:
+    """An open database of one kind: closing, ``with``, writes in one transaction."""
+
+    kind: DatabaseKind
+
+    def __init__(self, path: Path, connection: sqlite3.Connection, read_only: bool) -> None:
+        self.path = path
+        self.read_only = read_only
+        self._conn = connection
+        self.db = sqlite_utils.Database(connection)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One immediate transaction: every change inside commits together or not at all."""
+        if self.read_only:
+            raise self.kind.error(f"{self.kind.noun} {self.path} is read-only")
+        with immediate(self._conn, self.path, self.kind):
+            yield
+
+    def _reading(self) -> contextlib.AbstractContextManager[None]:
+        """Database errors while reading (a damaged file) become one-line errors of the kind."""
+        return reading(self.path, self.kind)
 
 
 @contextlib.contextmanager

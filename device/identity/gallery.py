@@ -21,11 +21,9 @@ the file as it was, at its old version.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ import sqlite_utils
 
 from device.errors import GalleryError
 from device.identity import namings, site_records
-from device.identity.database import DatabaseKind, Migration, immediate, open_database, reading
+from device.identity.database import Database, DatabaseKind, Migration, open_database
 from device.identity.export_format import ExportedCrop, ExportedEmbedding, ExportedPerson
 
 SCHEMA_VERSION = 4
@@ -188,14 +186,10 @@ class EmbeddingRows:
     vectors: np.ndarray
 
 
-class Gallery:
+class Gallery(Database):
     """A gallery database file. Not thread-safe: one Gallery per thread."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection, read_only: bool) -> None:
-        self.path = path
-        self.read_only = read_only
-        self._conn = connection
-        self.db = sqlite_utils.Database(connection)
+    kind = GALLERY
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> Gallery:
@@ -203,29 +197,6 @@ class Gallery:
         path = Path(path)
         connection, read_only = open_database(path, GALLERY, create=create)
         return cls(path, connection, read_only)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Gallery:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        """One immediate transaction: every change inside commits together or not at all."""
-        if self.read_only:
-            raise GalleryError(f"gallery {self.path} is read-only")
-        with immediate(self._conn, self.path, GALLERY):
-            yield
-
-    # Reading --------------------------------------------------------------
-
-    def _reading(self) -> contextlib.AbstractContextManager[None]:
-        """Database errors while reading (a damaged file) become one-line GalleryErrors."""
-        return reading(self.path, GALLERY)
 
     def generation(self) -> int:
         """A counter that changes whenever embeddings or people are added, removed or renamed."""

@@ -20,7 +20,6 @@ moves the samples back).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -114,7 +113,7 @@ class Namer:
         verdicts: list[CropVerdict] = []
         samples: list[Sample] = []
         for rank, crop in enumerate(visit.crops):
-            report = judge(**dataclasses.asdict(crop.measures), thresholds=self.quality)
+            report = judge(crop.report, self.quality)
             if not report.accepted:
                 verdicts.append(CropVerdict(rank, report.verdict))
                 continue

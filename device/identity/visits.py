@@ -23,9 +23,7 @@ decides a naming. Pruning removes the oldest visits beyond ``max_days`` or
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,8 @@ from typing import Any
 import sqlite_utils
 
 from device.errors import PeepholeError
-from device.identity.database import DatabaseKind, immediate, open_database, reading
+from device.identity.database import Database, DatabaseKind, open_database
+from device.vision.quality import QualityReport
 
 
 class VisitError(PeepholeError):
@@ -75,6 +74,7 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
             "roll": float,
             "yaw": float,
             "brightness": float,
+            "verdict": str,
         },
         pk=("visit_id", "rank"),
         not_null={"png", "quality"},
@@ -92,22 +92,15 @@ VISITS = DatabaseKind("visits database", VisitError, [_schema_v1], " (no visit k
 
 
 @dataclass(frozen=True)
-class CropMeasures:
-    """The quality gate's measures of one face (device.vision.quality.QualityReport's)."""
-
-    score: float
-    sharpness: float
-    eye_distance: float
-    roll: float
-    yaw: float
-    brightness: float
-
-
-@dataclass(frozen=True)
 class VisitCrop:
+    """One kept face: the aligned crop as PNG and the quality gate's report when it was seen."""
+
     png: bytes
-    quality: float
-    measures: CropMeasures
+    report: QualityReport
+
+    @property
+    def quality(self) -> float:
+        return self.report.quality
 
 
 @dataclass(frozen=True)
@@ -149,40 +142,25 @@ class VisitFilter:
     limit: int | None = None
 
 
-_COLUMNS = (
-    "id, door, track_id, first_seen, last_seen, person, known, similarity, margin, liveness, "
-    "reason, frames, quality, embedding_key"
-)
+# The visit's own columns, as Visit's fields (known is stored as 0/1).
+_FIELDS = (
+    "id", "door", "track_id", "first_seen", "last_seen", "person", "known", "similarity",
+    "margin", "liveness", "reason", "frames", "quality", "embedding_key",
+)  # fmt: skip
+_COLUMNS = ", ".join(_FIELDS)
+# A kept face's gate measures, as QualityReport's fields.
+_MEASURES = ("score", "sharpness", "eye_distance", "roll", "yaw", "brightness")
 
 
-class VisitStore:
+class VisitStore(Database):
     """The visits database file. Not thread-safe: one store per thread."""
 
-    def __init__(self, path: Path, db: sqlite_utils.Database, read_only: bool) -> None:
-        self.path = path
-        self.read_only = read_only
-        self.db = db
+    kind = VISITS
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> VisitStore:
         connection, read_only = open_database(Path(path), VISITS, create=create)
-        return cls(Path(path), sqlite_utils.Database(connection), read_only)
-
-    def close(self) -> None:
-        self.db.conn.close()
-
-    def __enter__(self) -> VisitStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self.read_only:
-            raise VisitError(f"visits database {self.path} is read-only")
-        with immediate(self.db.conn, self.path, VISITS):
-            yield
+        return cls(Path(path), connection, read_only)
 
     # Writing ---------------------------------------------------------------
 
@@ -191,39 +169,20 @@ class VisitStore:
         announced and again when it ends, with its final crops)."""
         with self.transaction():
             self._delete(visit.id)
+            record = {name: getattr(visit, name) for name in _FIELDS}
             self.db.table("visits").insert(
-                {
-                    "id": visit.id,
-                    "door": visit.door,
-                    "track_id": visit.track_id,
-                    "first_seen": visit.first_seen,
-                    "last_seen": visit.last_seen,
-                    "person": visit.person,
-                    "known": int(visit.known),
-                    "similarity": visit.similarity,
-                    "margin": visit.margin,
-                    "liveness": visit.liveness,
-                    "reason": visit.reason,
-                    "frames": visit.frames,
-                    "quality": visit.quality,
-                    "embedding_key": visit.embedding_key,
-                    "size": visit.size,
-                }
+                {**record, "known": int(visit.known), "size": visit.size}
             )
             for rank, crop in enumerate(visit.crops):
-                m = crop.measures
+                measures = {name: getattr(crop.report, name) for name in _MEASURES}
                 self.db.table("visit_crops").insert(
                     {
                         "visit_id": visit.id,
                         "rank": rank,
                         "png": crop.png,
                         "quality": crop.quality,
-                        "score": m.score,
-                        "sharpness": m.sharpness,
-                        "eye_distance": m.eye_distance,
-                        "roll": m.roll,
-                        "yaw": m.yaw,
-                        "brightness": m.brightness,
+                        "verdict": crop.report.verdict,
+                        **measures,
                     }
                 )
             if visit.context_jpeg:
@@ -277,21 +236,16 @@ class VisitStore:
 
     def get(self, visit_id: str) -> Visit:
         """The visit with its crops and context; VisitError if there is no such visit."""
-        with reading(self.path, VISITS):
+        with self._reading():
             rows = list(self.db.query(f"SELECT {_COLUMNS} FROM visits WHERE id = ?", [visit_id]))
             if not rows:
                 raise VisitError(f"no visit {visit_id!r} (it may have been pruned)")
             crops = tuple(
                 VisitCrop(
                     row["png"],
-                    row["quality"],
-                    CropMeasures(
-                        row["score"],
-                        row["sharpness"],
-                        row["eye_distance"],
-                        row["roll"],
-                        row["yaw"],
-                        row["brightness"],
+                    QualityReport(
+                        **{name: row[name] for name in _MEASURES},
+                        reasons=QualityReport.reasons_of(row["verdict"]),
                     ),
                 )
                 for row in self.db.query(
@@ -307,7 +261,7 @@ class VisitStore:
 
     def crop(self, visit_id: str, rank: int) -> bytes:
         """One crop's PNG; VisitError if there is none."""
-        with reading(self.path, VISITS):
+        with self._reading():
             rows = list(
                 self.db.query(
                     "SELECT png FROM visit_crops WHERE visit_id = ? AND rank = ?", [visit_id, rank]
@@ -319,7 +273,7 @@ class VisitStore:
 
     def context(self, visit_id: str) -> bytes:
         """The visit's context JPEG; VisitError if there is none."""
-        with reading(self.path, VISITS):
+        with self._reading():
             rows = list(
                 self.db.query("SELECT jpeg FROM visit_context WHERE visit_id = ?", [visit_id])
             )
@@ -349,15 +303,15 @@ class VisitStore:
         )
         if where.limit is not None:
             sql += f" LIMIT {int(where.limit)}"
-        with reading(self.path, VISITS):
+        with self._reading():
             return [_visit(row, row["n"]) for row in self.db.query(sql, arguments)]
 
     def total_bytes(self) -> int:
-        with reading(self.path, VISITS):
+        with self._reading():
             return int(self.db.execute("SELECT COALESCE(SUM(size), 0) FROM visits").fetchone()[0])
 
     def __len__(self) -> int:
-        with reading(self.path, VISITS):
+        with self._reading():
             return int(self.db.execute("SELECT COUNT(*) FROM visits").fetchone()[0])
 
 
@@ -368,21 +322,13 @@ def _visit(
     crops: tuple[VisitCrop, ...] = (),
     context: bytes | None = None,
 ) -> Visit:
+    values = {name: row[name] for name in _FIELDS}
     return Visit(
-        id=row["id"],
-        door=row["door"],
-        track_id=row["track_id"],
-        first_seen=row["first_seen"],
-        last_seen=row["last_seen"],
-        person=row["person"],
-        known=bool(row["known"]),
-        similarity=row["similarity"],
-        margin=row["margin"],
-        liveness=row["liveness"],
-        reason=row["reason"],
-        frames=row["frames"],
-        quality=row["quality"],
-        embedding_key=row["embedding_key"] or "",
+        **{
+            **values,
+            "known": bool(values["known"]),
+            "embedding_key": values["embedding_key"] or "",
+        },
         crop_count=crop_count,
         crops=crops,
         context_jpeg=context,

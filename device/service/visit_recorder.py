@@ -24,7 +24,7 @@ import numpy as np
 from device.config import VisitsConfig
 from device.errors import PeepholeError
 from device.identity.enroll import encode_crop
-from device.identity.visits import CropMeasures, Visit, VisitCrop, VisitStore
+from device.identity.visits import Visit, VisitCrop, VisitStore
 from device.service.tracker import Box, Decision, KeptFace
 
 logger = logging.getLogger(__name__)
@@ -135,21 +135,7 @@ def context_region(rgb: np.ndarray, box: Box) -> np.ndarray:
 def encode_visit(draft: VisitDraft, jpeg_quality: int) -> Visit:
     """The stored form of a handed-over visit: PNG crops, a JPEG of the doorstep."""
     decision = draft.decision
-    crops = tuple(
-        VisitCrop(
-            png=encode_crop(face.crop),
-            quality=face.quality,
-            measures=CropMeasures(
-                score=face.report.score,
-                sharpness=face.report.sharpness,
-                eye_distance=face.report.eye_distance,
-                roll=face.report.roll,
-                yaw=face.report.yaw,
-                brightness=face.report.brightness,
-            ),
-        )
-        for face in draft.faces
-    )
+    crops = tuple(VisitCrop(encode_crop(face.crop), face.report) for face in draft.faces)
     context = None
     region = context_region(*draft.context) if draft.context is not None else None
     if region is not None and region.size:

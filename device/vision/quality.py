@@ -7,6 +7,7 @@ embedder will see), size and pose from the detector's keypoints in the frame.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass
@@ -57,6 +58,11 @@ class QualityReport:
     def verdict(self) -> str:
         return "ok" if self.accepted else ",".join(reason.value for reason in self.reasons)
 
+    @staticmethod
+    def reasons_of(verdict: str) -> tuple[RejectReason, ...]:
+        """The reasons a ``verdict`` text names (the inverse of :attr:`verdict`)."""
+        return () if verdict == "ok" else tuple(RejectReason(r) for r in verdict.split(","))
+
     @property
     def quality(self) -> float:
         """One number in [0, 1] to rank a track's frames: detector score times sharpness term."""
@@ -89,49 +95,34 @@ def assess(
 ) -> QualityReport:
     grey = cv2.cvtColor(aligned_rgb, cv2.COLOR_RGB2GRAY)
     roll, yaw = roll_and_yaw(detection.keypoints)
-    return judge(
+    measured = QualityReport(
         score=detection.score,
         sharpness=laplacian_variance(grey),
         eye_distance=detection.eye_distance,
         roll=roll,
         yaw=yaw,
         brightness=float(grey[_FACE_ROWS, _FACE_COLS].mean()),
-        thresholds=thresholds,
+        reasons=(),
     )
+    return judge(measured, thresholds)
 
 
-def judge(
-    *,
-    score: float,
-    sharpness: float,
-    eye_distance: float,
-    roll: float,
-    yaw: float,
-    brightness: float,
-    thresholds: QualityConfig,
-) -> QualityReport:
-    """The gate's verdict on measures taken earlier (a stored visit's crop, judged again)."""
+def judge(measured: QualityReport, thresholds: QualityConfig) -> QualityReport:
+    """The measures with the reasons ``thresholds`` reject them for: at capture, and again
+    later with the thresholds as they are then (a stored visit's face being named)."""
     reasons = []
-    if score < thresholds.min_score:
+    if measured.score < thresholds.min_score:
         reasons.append(RejectReason.LOW_SCORE)
-    if eye_distance < thresholds.min_eye_distance:
+    if measured.eye_distance < thresholds.min_eye_distance:
         reasons.append(RejectReason.TOO_SMALL)
-    if abs(roll) > thresholds.max_roll:
+    if abs(measured.roll) > thresholds.max_roll:
         reasons.append(RejectReason.ROLL)
-    if abs(yaw) > thresholds.max_yaw:
+    if abs(measured.yaw) > thresholds.max_yaw:
         reasons.append(RejectReason.YAW)
-    if brightness < thresholds.min_brightness:
+    if measured.brightness < thresholds.min_brightness:
         reasons.append(RejectReason.UNDEREXPOSED)
-    elif brightness > thresholds.max_brightness:
+    elif measured.brightness > thresholds.max_brightness:
         reasons.append(RejectReason.OVEREXPOSED)
-    if sharpness < thresholds.min_sharpness:
+    if measured.sharpness < thresholds.min_sharpness:
         reasons.append(RejectReason.BLURRY)
-    return QualityReport(
-        score=score,
-        sharpness=sharpness,
-        eye_distance=eye_distance,
-        roll=roll,
-        yaw=yaw,
-        brightness=brightness,
-        reasons=tuple(reasons),
-    )
+    return dataclasses.replace(measured, reasons=tuple(reasons))
