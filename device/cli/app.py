@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -69,8 +69,44 @@ class AppContext:
         return self._pipeline
 
 
-class PeepholeGroup(click.Group):
-    """Turns expected errors into one line and a non-zero exit, never a traceback."""
+class CommandGroup(click.Group):
+    """A group whose ``--help`` lists each command's whole summary, wrapped, never cut."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        commands = [
+            (name, command)
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if commands:
+            with formatter.section("Commands"):
+                formatter.write_dl(
+                    [(name, c.get_short_help_str(limit=500)) for name, c in commands]
+                )
+
+
+class PeepholeGroup(CommandGroup):
+    """Turns expected errors into one line and a non-zero exit, never a traceback.
+
+    A usage error (a wrong option or argument) is one ``peephole: error:`` line
+    too, with exit status 2; a failure of the command itself exits with 1.
+    """
+
+    def main(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, standalone_mode: bool = True, **extra: Any
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, standalone_mode=False, **extra)
+        try:
+            status = super().main(args, standalone_mode=False, **extra)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx is not None else "peephole"
+            usage_error(f"{error.format_message()} (see '{where} --help')", error.exit_code)
+        except click.ClickException as error:
+            usage_error(error.format_message(), error.exit_code)
+        except click.Abort:
+            usage_error("aborted", 1)
+        sys.exit(status if isinstance(status, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -84,6 +120,12 @@ class PeepholeGroup(click.Group):
         except KeyboardInterrupt:
             logger.info("interrupted")
             sys.exit(130)
+
+
+def usage_error(message: str, status: int) -> None:
+    """One line on stderr, whether or not logging is set up yet (options are parsed first)."""
+    sys.stderr.write(f"peephole: error: {message}\n")
+    sys.exit(status)
 
 
 def fail(message: str) -> None:

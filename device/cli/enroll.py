@@ -23,7 +23,7 @@ from device.identity.enroll import (
     source_frames,
     video_frames,
 )
-from device.identity.gallery import Gallery, normalise_name
+from device.identity.gallery import Gallery, Sample, name_key, normalise_name
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,11 @@ logger = logging.getLogger(__name__)
 @click.option("--min-samples", type=click.IntRange(1), help="Fewer than this stores nothing.")
 @click.option("--largest-face", is_flag=True, help="Use the largest face of a crowded frame.")
 @click.option("--append", is_flag=True, help="Add samples to an already enrolled person.")
+@click.option(
+    "--allow-lookalike",
+    is_flag=True,
+    help="Store the samples even though they match someone else enrolled (twins).",
+)
 @click.option(
     "--timeout",
     type=click.FloatRange(1),
@@ -55,6 +60,7 @@ def enroll(
     min_samples: int | None,
     largest_face: bool,
     append: bool,
+    allow_lookalike: bool,
     timeout: float,
 ) -> None:
     """Enroll NAME from the camera (default), from photos (--images PATHS...) or a --video."""
@@ -97,10 +103,34 @@ def enroll(
         report_stream(enroll_frames(enrollment, frames), options.samples, live=True)
     taken = enrollment.result(options.min_samples)
     with Gallery.open(app.gallery_path) as gallery:
+        if not allow_lookalike:
+            refuse_lookalike(app, gallery, display, taken)
         stored = gallery.add_person_samples(display, taken, embedder.embedding_key, append=append)
     click.echo(f"enrolled {stored}: {len(taken)} sample(s) (model {embedder.embedding_key[:12]})")
     if from_images and len(taken) < 3 and existing is None:
         logger.info("note: 5-10 varied photos recognise better than one or two")
+
+
+def refuse_lookalike(app: AppContext, gallery: Gallery, name: str, taken: list[Sample]) -> None:
+    """Refuse samples that another enrolled person already matches at the naming threshold.
+
+    The same face under two names makes both unknown (neither beats the other by
+    the margin), without a word: say so before storing anything.
+    """
+    matcher = app.matcher(gallery)
+    others = [i for i, other in enumerate(matcher.people) if name_key(other) != name_key(name)]
+    if not others:
+        return
+    for sample in taken:
+        scores = matcher.index.person_similarities(sample.embedding)
+        best = max(others, key=lambda i: float(scores[i]))
+        if float(scores[best]) >= matcher.threshold:
+            raise GalleryError(
+                f"these faces match {matcher.people[best]} (similarity {float(scores[best]):.3f}, "
+                f"naming threshold {matcher.threshold:.3f}): under two names neither would be "
+                f"recognised; nothing was stored (same person: --name "
+                f"{matcher.people[best]!r} --append; twins: --allow-lookalike)"
+            )
 
 
 def check_enrollable(app: AppContext, name: str, append: bool) -> bool | None:

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import click
 
-from device.cli.app import AppContext, pass_app
+from device.cli.app import AppContext, CommandGroup, pass_app
 from device.errors import GalleryError
 from device.identity.enroll import embed_missing_crops
 from device.identity.export_format import parse_export, write_export
-from device.identity.gallery import Gallery
+from device.identity.gallery import Gallery, people_count
 
 logger = logging.getLogger(__name__)
 
 
-@click.group("gallery")
+@click.group("gallery", cls=CommandGroup)
 def gallery_group() -> None:
     """Back up, restore and re-embed the gallery."""
 
@@ -33,7 +33,7 @@ def gallery_export(app: AppContext, file: Path, force: bool) -> None:
         records = gallery.export_records()
     write_export(records, file)
     samples = sum(len(p.embeddings) for p in records)
-    click.echo(f"exported {len(records)} people, {samples} embeddings to {file}")
+    click.echo(f"exported {people_count(len(records))}, {samples} embeddings to {file}")
 
 
 @gallery_group.command("import")
@@ -45,7 +45,7 @@ def gallery_import(app: AppContext, file: Path, append: bool) -> None:
     records = parse_export(file)
     with Gallery.open(app.gallery_path) as gallery:
         added = gallery.import_records(records, append=append)
-    click.echo(f"imported {len(records)} people, {added} embeddings")
+    click.echo(f"imported {people_count(len(records))}, {added} embeddings")
 
 
 @gallery_group.command("reembed")

@@ -7,12 +7,12 @@ import time
 
 import click
 
-from device.cli.app import AppContext, pass_app
-from device.identity.gallery import name_key
+from device.cli.app import AppContext, CommandGroup, pass_app
+from device.identity.gallery import name_key, people_count
 from device.site.key import SiteKey
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def people() -> None:
     """List, remove and rename enrolled people."""
 
@@ -44,7 +44,7 @@ def people_list(app: AppContext, as_json: bool) -> None:
                 record["pseudonym"] = site_key.pseudonym(name_key(s.name))
             click.echo(json.dumps(record, ensure_ascii=False))
         return
-    click.echo(f"model {key[:12]}: {len(summaries)} people")
+    click.echo(f"model {key[:12]}: {people_count(len(summaries))}")
     for s in summaries:
         seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(s.last_seen)) if s.last_seen else "-"
         pseudonym = f" {site_key.pseudonym(name_key(s.name))}" if site_key is not None else ""

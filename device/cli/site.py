@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from device.cli.app import AppContext, pass_app
+from device.cli.app import AppContext, CommandGroup, pass_app
 from device.config import SiteConfig
 from device.errors import ConfigError
 from device.service.mqtt import publish_retained, read_retained
@@ -25,7 +25,7 @@ from device.vision.manifest import manifest_path_for
 logger = logging.getLogger(__name__)
 
 
-@click.group("site")
+@click.group("site", cls=CommandGroup)
 def site_group() -> None:
     """Share one gallery among the doors of a household (docs/site.md)."""
 

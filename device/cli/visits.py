@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from device.cli.app import AppContext, pass_app
+from device.cli.app import AppContext, CommandGroup, pass_app
 from device.identity.visits import VisitFilter
 from device.service.household import Household, VisitView
 
@@ -48,7 +48,10 @@ def who(view: VisitView) -> str:
         return visit.person
     if visit.reason == "liveness" and visit.person is not None:
         return f"unknown (looked like {visit.person}; not live)"
-    return "unknown"
+    return {
+        "not_seen_well": "unknown (not seen well)",
+        "nobody_enrolled": "unknown (nobody enrolled)",
+    }.get(visit.outcome, "unknown")
 
 
 def record(view: VisitView) -> dict[str, Any]:
@@ -65,12 +68,13 @@ def record(view: VisitView) -> dict[str, Any]:
         "margin": visit.margin,
         "liveness": visit.liveness,
         "reason": visit.reason,
+        "outcome": visit.outcome,
         "frames": visit.frames,
         "crops": visit.crop_count,
     }
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def visits() -> None:
     """Visits kept on the door: list them, look at one, name or forget it."""
 

@@ -131,6 +131,11 @@ def normalise_name(name: str) -> str:
     return cleaned
 
 
+def people_count(count: int) -> str:
+    """``1 person``, ``2 people``."""
+    return f"{count} {'person' if count == 1 else 'people'}"
+
+
 def name_key(name: str) -> str:
     """Two names with the same key are the same person ("anna" and "Anna")."""
     return unicodedata.normalize("NFC", normalise_name(name).casefold())

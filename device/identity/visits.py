@@ -53,6 +53,7 @@ def _schema_v1(db: sqlite_utils.Database) -> None:
             "margin": float,
             "liveness": str,
             "reason": str,
+            "outcome": str,
             "frames": int,
             "quality": float,
             "embedding_key": str,
@@ -121,6 +122,8 @@ class Visit:
     frames: int
     quality: float
     embedding_key: str
+    # What the decision was: known, stranger, not_seen_well, nobody_enrolled, not_live.
+    outcome: str = "stranger"
     crop_count: int = 0
     crops: tuple[VisitCrop, ...] = ()
     context_jpeg: bytes | None = None
@@ -145,7 +148,7 @@ class VisitFilter:
 # The visit's own columns, as Visit's fields (known is stored as 0/1).
 _FIELDS = (
     "id", "door", "track_id", "first_seen", "last_seen", "person", "known", "similarity",
-    "margin", "liveness", "reason", "frames", "quality", "embedding_key",
+    "margin", "liveness", "reason", "frames", "quality", "embedding_key", "outcome",
 )  # fmt: skip
 _COLUMNS = ", ".join(_FIELDS)
 # A kept face's gate measures, as QualityReport's fields.

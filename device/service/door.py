@@ -19,12 +19,12 @@ from types import TracebackType
 from typing import TextIO
 
 from device.config import Config
-from device.identity.gallery import Gallery, name_key
+from device.identity.gallery import Gallery, name_key, people_count
 from device.identity.matching import Matcher, resolve_threshold
 from device.service.health import ModelInfo
 from device.service.loop import CameraLoop, RunStats
 from device.service.mqtt import MqttLink
-from device.service.outbox import Outbox
+from device.service.outbox import Outbox, OutboxLock
 from device.service.publisher import EventPublisher
 from device.service.replication import GalleryReplication
 from device.service.rollout import ModelRollout
@@ -105,6 +105,8 @@ class Door:
             pipeline = pipeline or FacePipeline.from_config(config, embedder)
             gallery = Gallery.open(config.gallery.resolved_path(), create=True)
             cleanup.callback(gallery.close)
+            lock = OutboxLock(config.runtime.resolved_outbox())
+            cleanup.callback(lock.release)
             outbox = Outbox.open(config.runtime.resolved_outbox())
             cleanup.callback(outbox.close)
             source = source or open_source(config.camera.source, config.camera, stop)
@@ -188,7 +190,7 @@ class Door:
         people = len(self.matcher.people)
         brokers = self.config.mqtt.brokers()
         logger.info(
-            f"watching {self.source.description}; {people} people enrolled"
+            f"watching {self.source.description}; {people_count(people)} enrolled"
             + ("" if people else " (everyone is unknown: see 'peephole enroll --help')")
             + "; events to "
             + (f"mqtt://{', '.join(f'{h}:{p}' for h, p in brokers)} and " if brokers else "")

@@ -48,6 +48,8 @@ class VisitorEvent:
     duration_s: float | None = None
     # The visit both events belong to; ``peephole visits show ID`` where visits are kept.
     visit_id: str | None = None
+    # known, stranger, not_seen_well, nobody_enrolled or not_live (tracker.Outcome).
+    outcome: str = "stranger"
 
     def payload(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +103,7 @@ def _event(
         quality=round(decision.quality, 4),
         liveness=_verdict(decision),
         reason=decision.reason,
+        outcome=decision.outcome.value,
         latency_ms=latency_ms,
         duration_s=duration_s,
         visit_id=visit_id,

@@ -30,7 +30,7 @@ import numpy as np
 
 from device.config import Config
 from device.errors import PeepholeError
-from device.identity.gallery import Gallery
+from device.identity.gallery import Gallery, people_count
 from device.identity.matching import Matcher
 from device.service.discovery import peephole_version
 from device.service.events import VisitorEvent, new_visit_id, visitor_event, visitor_left_event
@@ -336,7 +336,7 @@ class CameraLoop:
             if self.rollout is not None and self.pipeline.embedder is not None:
                 self.new_model = self.rollout.step(self.pipeline.embedder.sha256)
             if self.matcher.refresh():
-                logger.info(f"gallery changed: {len(self.matcher.people)} people enrolled")
+                logger.info(f"gallery changed: {people_count(len(self.matcher.people))} enrolled")
         except PeepholeError as error:
             self._warn_gallery(f"cannot reload the gallery: {error}")
 

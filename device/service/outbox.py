@@ -9,6 +9,7 @@ survives ``kill -9`` and a power cut.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import time
@@ -43,6 +44,39 @@ class OutboxEntry:
     topic: str
     payload: str
     created: float
+
+
+class OutboxLock:
+    """One running door per outbox: an exclusive lock on ``<outbox>.lock``, held while it runs.
+
+    Two doors on one outbox would each deliver the other's events to its own
+    broker. The lock is the kernel's (``flock``): it goes with the process, even
+    after ``kill -9``, so a stale lock file never blocks a restart.
+    """
+
+    def __init__(self, outbox_path: Path) -> None:
+        self.path = outbox_path.with_name(outbox_path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise OutboxError(f"cannot lock outbox {outbox_path}: {error.strerror}") from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self._fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(self._fd)
+            raise OutboxError(
+                f"outbox {outbox_path} is in use by another running door (pid {holder}); "
+                "give this one its own with --outbox FILE or [runtime] outbox_path"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode("ascii"), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class Outbox:

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -55,6 +56,11 @@ class IdentityMatch(Protocol):
     @property
     def known(self) -> bool: ...
 
+    @property
+    def candidate(self) -> str | None:
+        """The closest person, named or not; None when nobody is enrolled."""
+        ...
+
 
 Identify = Callable[[np.ndarray], IdentityMatch]
 
@@ -78,6 +84,20 @@ class Observation(Protocol):
     def mesh(self) -> np.ndarray | None: ...
 
 
+class Outcome(StrEnum):
+    """What a decision is, so an automation can tell a stranger from a face not seen well."""
+
+    KNOWN = "known"
+    # Judged on good frames: nobody enrolled looks like this.
+    STRANGER = "stranger"
+    # Never a face good enough to judge (turned away, too small, dark, blurred).
+    NOT_SEEN_WELL = "not_seen_well"
+    # A good face, but nobody is enrolled (for this model) to compare it with.
+    NOBODY_ENROLLED = "nobody_enrolled"
+    # It matched a person, but [liveness] require = true and the visit was not live.
+    NOT_LIVE = "not_live"
+
+
 @dataclass(frozen=True)
 class Decision:
     """One visit's identity; embeddings stay in the track, never in the decision."""
@@ -91,6 +111,7 @@ class Decision:
     liveness: Liveness | None = None
     # Why a match was not announced as known ("liveness"), or None.
     reason: str | None = None
+    outcome: Outcome = Outcome.STRANGER
 
 
 @dataclass(frozen=True)
@@ -267,7 +288,9 @@ class VisitorTracker:
                 and decision.known
                 and verdict is not Liveness.LIVE
             ):
-                decision = replace(decision, person=None, known=False, reason="liveness")
+                decision = replace(
+                    decision, person=None, known=False, reason="liveness", outcome=Outcome.NOT_LIVE
+                )
         track.decision = decision
         track.reported = True
         step.decided.append(track)
@@ -277,7 +300,15 @@ class VisitorTracker:
         used = len(track.embeddings)
         if used == 0:
             if final or track.hits >= options.unknown_after_frames:
-                track.decision = Decision(None, False, None, None, 0, max(track.best_quality, 0.0))
+                track.decision = Decision(
+                    None,
+                    False,
+                    None,
+                    None,
+                    0,
+                    max(track.best_quality, 0.0),
+                    outcome=Outcome.NOT_SEEN_WELL,
+                )
             return
         if used < options.min_frames and not (final or track.hits >= options.unknown_after_frames):
             return
@@ -286,11 +317,20 @@ class VisitorTracker:
         agreeing = track.votes[match.person] if match.person is not None else 0
         if match.known and used >= options.min_frames and 2 * agreeing >= used:
             track.decision = Decision(
-                match.person, True, match.similarity, match.margin, used, quality
+                match.person,
+                True,
+                match.similarity,
+                match.margin,
+                used,
+                quality,
+                outcome=Outcome.KNOWN,
             )
             return
+        nobody = match.candidate is None
         certain_stranger = (
-            used >= options.min_frames and not track.votes and match.similarity < self.unknown_below
+            used >= options.min_frames
+            and not track.votes
+            and (nobody or match.similarity < self.unknown_below)
         )
         if (
             certain_stranger
@@ -298,7 +338,14 @@ class VisitorTracker:
             or used >= options.max_frames
             or track.hits >= options.unknown_after_frames
         ):
-            track.decision = Decision(None, False, match.similarity, match.margin, used, quality)
+            if nobody:
+                track.decision = Decision(
+                    None, False, None, None, used, quality, outcome=Outcome.NOBODY_ENROLLED
+                )
+            else:
+                track.decision = Decision(
+                    None, False, match.similarity, match.margin, used, quality
+                )
 
     def _assign(self, boxes: list[Box]) -> dict[int, Track]:
         """Greedy matching: best overlaps first, then nearest centres for what is left."""

@@ -157,6 +157,7 @@ def encode_visit(draft: VisitDraft, jpeg_quality: int) -> Visit:
         frames=decision.frames_used,
         quality=decision.quality,
         embedding_key=draft.embedding_key,
+        outcome=decision.outcome.value,
         crops=crops,
         context_jpeg=context,
     )

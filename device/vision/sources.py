@@ -17,6 +17,7 @@ exponential backoff and each failure is reported; files end cleanly.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,12 @@ from device.errors import ImageError, SourceError
 from device.vision.imageio import expand_image_paths, read_image
 
 logger = logging.getLogger(__name__)
+
+# OpenCV's and FFmpeg's own lines (``[ WARN:0@0.6] ... can't open camera by index``,
+# ``moov atom not found``) would come before peephole's one-line error: quiet them.
+# FFmpeg's level is read when OpenCV first opens a file, so setting it here is in time.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,12 @@ class VideoCaptureSource:
         if not capture.isOpened():
             capture.release()
             hint = (
-                " (no camera here? try --source VIDEO_FILE)" if isinstance(self.target, int) else ""
+                " (no camera here? give a video file instead: 'peephole run --source FILE',"
+                " 'peephole enroll --video FILE')"
+                if isinstance(self.target, int)
+                else " (not a video or image file this build can read)"
+                if not self.live
+                else ""
             )
             raise SourceError(f"cannot open {self.description}{hint}")
         if isinstance(self.target, int):
@@ -99,6 +111,8 @@ class VideoCaptureSource:
         if not ok or bgr is None:
             if self.live:
                 raise SourceError(f"{self.description} delivered no frame")
+            if self._index == 0:
+                raise SourceError(f"{self.description} holds no frame (not a video or image?)")
             return None
         if self.options.realtime and not self.live:
             _sleep_until(self._started + self._index / self._fps)

@@ -7,7 +7,13 @@ CPU kernels of all three use XNNPACK by default; ``num_threads`` sets its pool.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from device.errors import ModelError
+
+logger = logging.getLogger(__name__)
 
 _RUNTIMES = (
     ("ai_edge_litert.interpreter", "Interpreter"),
@@ -59,10 +67,11 @@ class TFLiteModel:
             raise ModelError(f"model file not found: {self.path}")
         self.runtime, interpreter_cls = interpreter_class()
         try:
-            self._interpreter = interpreter_cls(
-                model_path=str(self.path), num_threads=max(1, int(num_threads))
-            )
-            self._interpreter.allocate_tensors()
+            with runtime_lines_to_log():
+                self._interpreter = interpreter_cls(
+                    model_path=str(self.path), num_threads=max(1, int(num_threads))
+                )
+                self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else "invalid"
             raise ModelError(f"cannot load model {self.path}: {first_line}") from None
@@ -77,6 +86,31 @@ class TFLiteModel:
             self._interpreter.set_tensor(spec.index, array)
         self._interpreter.invoke()
         return [self._interpreter.get_tensor(spec.index).copy() for spec in self.outputs]
+
+
+@contextlib.contextmanager
+def runtime_lines_to_log() -> Iterator[None]:
+    """What the runtime's C++ code prints on stderr meanwhile, through logging instead.
+
+    LiteRT prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.``
+    straight to file descriptor 2 when a model is prepared; routed here it is a
+    debug line (``-v`` shows it, ``-q`` and the default do not), and anything
+    else it prints becomes a warning.
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    level = logging.DEBUG if line.startswith("INFO:") else logging.WARNING
+                    logger.log(level, f"TFLite: {line.strip()}")
 
 
 def _spec(detail: dict[str, Any]) -> TensorSpec:

@@ -59,7 +59,7 @@ class TinyMatcher:
         )
         best, name = scores[0]
         margin = best - (scores[1][0] if len(scores) > 1 else -1.0)
-        return Match(name if best >= self.threshold else None, best, margin)
+        return Match(name if best >= self.threshold else None, best, margin, candidate=name)
 
 
 @dataclass(frozen=True)

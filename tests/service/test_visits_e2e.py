@@ -129,7 +129,7 @@ def test_a_running_door_knows_a_visitor_within_seconds_of_the_naming(tmp_path: P
         if door.poll() is None:
             door.kill()
     time.sleep(0.2)
-    learned = [t for t, line in output.lines if "gallery changed: 1 people enrolled" in line]
+    learned = [t for t, line in output.lines if "gallery changed: 1 person enrolled" in line]
     assert learned, output.lines
     delay = learned[0] - named_at
     print(f"\nnaming to the door knowing him: {delay:.2f} s")
