@@ -61,6 +61,7 @@ class Nobody:
     similarity: float = 0.0
     margin: float = 0.0
     known: bool = False
+    candidate: str | None = None
 
 
 def pipeline(variant: str) -> FacePipeline:

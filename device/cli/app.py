@@ -16,6 +16,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
+from device.cli.logs import ensure_logging
 from device.config import Config
 from device.errors import PeepholeError
 from device.identity.gallery import Gallery
@@ -129,6 +130,7 @@ def usage_error(message: str, status: int) -> None:
 
 
 def fail(message: str) -> None:
+    ensure_logging()
     logger.error(message)
     sys.exit(1)
 

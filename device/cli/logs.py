@@ -109,3 +109,10 @@ def configure_logging(verbosity: int = NORMAL, environ: Mapping[str, str] | None
     else:
         level = logging.DEBUG
     logging.getLogger("device").setLevel(level)
+
+
+def ensure_logging() -> None:
+    """Configure logging unless a peephole handler is already installed (a command run
+    without the group's options, as click's test runner does, still prints its error line)."""
+    if not any(isinstance(h, StderrHandler) for h in logging.getLogger().handlers):
+        configure_logging()

@@ -40,6 +40,7 @@ class Match:
     person: str | None
     similarity: float
     margin: float
+    candidate: str | None = None
 
     @property
     def known(self) -> bool:
