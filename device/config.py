@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from device.errors import ConfigError
 
@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 
 # Characters MQTT topic names must not contain (wildcards and NUL).
 _FORBIDDEN_TOPIC_CHARACTERS = set("+#\0")
+
+
+Number = TypeVar("Number", int, float, None)
+
+
+def ranged(default: Number, low: float, high: float) -> Number:
+    """A numeric option's default and the range (inclusive) a config file may set it in."""
+    return field(default=default, metadata={"range": (low, high)})
 
 
 def _default_state_dir() -> Path:
@@ -44,16 +52,16 @@ class CameraConfig:
     """Where frames come from: "picamera2", a USB index ("0"), a URL, a video file or a folder."""
 
     source: str = "0"
-    width: int = 1280
-    height: int = 720
-    fps: float = 15.0
+    width: int = ranged(1280, 16, 8192)
+    height: int = ranged(720, 16, 8192)
+    fps: float = ranged(15.0, 0.1, 240.0)
     # Pace video files and image folders to their frame rate (cameras always are).
     realtime: bool = False
     # A camera or stream that fails is reopened after this many seconds, doubling
     # up to backoff_max; it counts as failed after this many reads without a frame.
-    backoff_initial: float = 0.5
-    backoff_max: float = 10.0
-    read_failures_before_reopen: int = 5
+    backoff_initial: float = ranged(0.5, 0.01, 3600.0)
+    backoff_max: float = ranged(10.0, 0.01, 3600.0)
+    read_failures_before_reopen: int = ranged(5, 1, 10_000)
 
 
 @dataclass
@@ -68,8 +76,8 @@ class DetectorConfig:
     """
 
     variant: str = "short"
-    min_score: float = 0.5
-    num_threads: int = 2
+    min_score: float = ranged(0.5, 0.0, 1.0)
+    num_threads: int = ranged(2, 1, 64)
     landmarks: str = "mesh"
 
     def validate(self) -> None:
@@ -85,13 +93,20 @@ class DetectorConfig:
 class QualityConfig:
     """The quality gate's thresholds (see device/vision/quality.py for each measure)."""
 
-    min_score: float = 0.8
-    min_sharpness: float = 40.0
-    min_eye_distance: float = 20.0
-    max_roll: float = 30.0
-    max_yaw: float = 45.0
-    min_brightness: float = 40.0
-    max_brightness: float = 220.0
+    min_score: float = ranged(0.8, 0.0, 1.0)
+    min_sharpness: float = ranged(40.0, 0.0, 100_000.0)
+    min_eye_distance: float = ranged(20.0, 0.0, 10_000.0)
+    max_roll: float = ranged(30.0, 0.0, 180.0)
+    max_yaw: float = ranged(45.0, 0.0, 90.0)
+    min_brightness: float = ranged(40.0, 0.0, 255.0)
+    max_brightness: float = ranged(220.0, 0.0, 255.0)
+
+    def validate(self) -> None:
+        if self.min_brightness >= self.max_brightness:
+            raise ConfigError(
+                f"[quality] min_brightness ({self.min_brightness:g}) must be below "
+                f"max_brightness ({self.max_brightness:g})"
+            )
 
 
 @dataclass
@@ -100,11 +115,11 @@ class ModelConfig:
 
     path: str = ""
     manifest: str = ""
-    num_threads: int = 2
+    num_threads: int = ranged(2, 1, 64)
     # Override the manifest's calibrated identification threshold (cosine).
-    threshold: float | None = None
+    threshold: float | None = ranged(None, -1.0, 1.0)
     # The best person must beat the runner-up by this much cosine.
-    margin: float = 0.05
+    margin: float = ranged(0.05, 0.0, 2.0)
     # Where models deployed to the site are installed ("current" links the one in
     # use); empty: the state directory's models/ (firmware_scripts/deploy-model.sh's).
     deployed_dir: str = ""
@@ -121,7 +136,7 @@ class GalleryConfig:
     store_crops: bool = True
     # Seconds between looks for changes other commands made to the gallery while
     # `peephole run` runs (a cheap check of SQLite's data_version).
-    refresh_interval: float = 1.0
+    refresh_interval: float = ranged(1.0, 0.05, 3600.0)
 
     def resolved_path(self) -> Path:
         return Path(self.path) if self.path else _default_state_dir() / "gallery.db"
@@ -129,10 +144,16 @@ class GalleryConfig:
 
 @dataclass
 class EnrollConfig:
-    samples: int = 10
-    min_samples: int = 3
+    samples: int = ranged(10, 1, 1000)
+    min_samples: int = ranged(3, 1, 1000)
     # A face at least this cosine-similar to a sample already taken is skipped.
-    duplicate_similarity: float = 0.95
+    duplicate_similarity: float = ranged(0.95, -1.0, 1.0)
+
+    def validate(self) -> None:
+        if self.min_samples > self.samples:
+            raise ConfigError(
+                f"[enroll] min_samples ({self.min_samples}) must not exceed samples ({self.samples})"
+            )
 
 
 def parse_host_port(value: str, where: str) -> tuple[str, int | None]:
@@ -165,13 +186,13 @@ class MqttConfig:
     """
 
     host: str = ""
-    port: int = 1883
+    port: int = ranged(1883, 1, 65535)
     hosts: list[str] = field(default_factory=list)
     device_id: str = field(default_factory=lambda: socket.gethostname() or "peephole")
     topic_prefix: str = "peephole"
     username: str = ""
     password: str = ""
-    keepalive: int = 30
+    keepalive: int = ranged(30, 5, 3600)
     tls: bool = False
     ca_file: str = ""
     cert_file: str = ""
@@ -182,10 +203,10 @@ class MqttConfig:
     discovery_prefix: str = "homeassistant"
     snapshots: bool = False
     # Reconnect backoff, in seconds, doubling from min to max.
-    reconnect_min_delay: int = 1
-    reconnect_max_delay: int = 30
+    reconnect_min_delay: int = ranged(1, 1, 3600)
+    reconnect_max_delay: int = ranged(30, 1, 3600)
     # Seconds between retained status (health) messages; one is also sent at every connect.
-    status_interval: float = 30.0
+    status_interval: float = ranged(30.0, 1.0, 86_400.0)
 
     def brokers(self) -> list[tuple[str, int]]:
         """(host, port) of every configured broker, in the order they are tried."""
@@ -207,40 +228,34 @@ class MqttConfig:
                 raise ConfigError(f"[mqtt] {name} must be non-empty without '+', '#' or NUL")
         if "/" in self.device_id:
             raise ConfigError("[mqtt] device_id must not contain '/'")
-        if not 0 < self.port < 65536:
-            raise ConfigError(f"[mqtt] port must be 1-65535, not {self.port}")
         if self.cert_file and not self.key_file:
             raise ConfigError("[mqtt] cert_file needs key_file")
         if self.hosts and self.host:
             raise ConfigError("[mqtt] set host or hosts, not both")
         self.brokers()  # every hosts entry parses, or a one-line error names it
-        if not (math.isfinite(self.status_interval) and self.status_interval >= 1):
-            raise ConfigError(
-                f"[mqtt] status_interval must be at least 1 second, not {self.status_interval}"
-            )
 
 
 @dataclass
 class RuntimeConfig:
     # Seconds during which a recognised person is not announced again.
-    cooldown: float = 60.0
+    cooldown: float = ranged(60.0, 0.0, 86_400.0)
     # Frames a track may go unseen before the visitor counts as gone.
-    max_missed_frames: int = 15
+    max_missed_frames: int = ranged(15, 1, 10_000)
     # Frames of evidence a track needs before its identity is decided.
-    min_frames: int = 3
+    min_frames: int = ranged(3, 1, 1000)
     # Frames after which an undecided track is published as unknown.
-    max_frames: int = 10
+    max_frames: int = ranged(10, 1, 10_000)
     # Sightings before a face counts as a visitor (fewer: a passing false detection).
-    min_hits: int = 3
+    min_hits: int = ranged(3, 1, 1000)
     # Sightings after which a face without enough good frames is announced as unknown.
-    unknown_after_frames: int = 30
+    unknown_after_frames: int = ranged(30, 1, 100_000)
     # A visitor whose best similarity stays this far below the threshold over
     # min_frames good frames is announced as unknown at once, not after max_frames.
-    unknown_margin: float = 0.15
+    unknown_margin: float = ranged(0.15, 0.0, 2.0)
     # Box overlap that links a face to the track of the previous frame.
-    iou_threshold: float = 0.3
+    iou_threshold: float = ranged(0.3, 0.0, 1.0)
     # Centre distance, relative to the box size, that still links a face that moved fast.
-    max_centre_distance: float = 0.5
+    max_centre_distance: float = ranged(0.5, 0.0, 10.0)
     outbox_path: str = ""
     watchdog: bool = True
     # Where the running door writes its health report every few seconds for the web page
@@ -271,11 +286,7 @@ class LivenessConfig:
     """
 
     require: bool = False
-    frames: int = 30
-
-    def validate(self) -> None:
-        if not 2 <= self.frames <= 1000:
-            raise ConfigError(f"[liveness] frames must be 2-1000, not {self.frames}")
+    frames: int = ranged(30, 2, 1000)
 
 
 @dataclass
@@ -292,25 +303,13 @@ class VisitsConfig:
 
     enabled: bool = True
     path: str = ""
-    max_days: float = 30.0
-    max_megabytes: float = 200.0
-    crops: int = 4
-    context_quality: int = 80
+    max_days: float = ranged(30.0, 0.01, 36_500.0)
+    max_megabytes: float = ranged(200.0, 0.1, 1_000_000.0)
+    crops: int = ranged(4, 1, 10)
+    context_quality: int = ranged(80, 10, 100)
 
     def resolved_path(self, gallery: Path) -> Path:
         return Path(self.path) if self.path else gallery.parent / "visits.db"
-
-    def validate(self) -> None:
-        if not (math.isfinite(self.max_days) and self.max_days > 0):
-            raise ConfigError(f"[visits] max_days must be above 0, not {self.max_days}")
-        if not (math.isfinite(self.max_megabytes) and self.max_megabytes > 0):
-            raise ConfigError(f"[visits] max_megabytes must be above 0, not {self.max_megabytes}")
-        if not 1 <= self.crops <= 10:
-            raise ConfigError(f"[visits] crops must be 1-10, not {self.crops}")
-        if not 10 <= self.context_quality <= 100:
-            raise ConfigError(
-                f"[visits] context_quality must be 10-100, not {self.context_quality}"
-            )
 
 
 SITE_KEY_BYTES = 32
@@ -411,7 +410,7 @@ def load_config(path: str | Path | None = None, *, required: bool = False) -> Co
         raise ConfigError(f"config {config_path} is not valid TOML: {error}") from None
     logger.debug(f"config from {config_path}")
     warn_if_exposed(config_path)
-    return apply_environment(parse_config(raw, str(config_path)))
+    return apply_environment(parse_config(raw, f"config {config_path}"))
 
 
 def parse_config(raw: dict[str, Any], where: str = "config") -> Config:
@@ -424,26 +423,41 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> Config:
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: [{name}] must be a table")
         setattr(config, name, _build_section(getattr(config, name), values, f"{where} [{name}]"))
-    for section in vars(config).values():
-        validate = getattr(section, "validate", None)
-        if validate:
-            validate()
-    if config.liveness.require and config.detector.landmarks != "mesh":
-        raise ConfigError('[liveness] require = true needs [detector] landmarks = "mesh"')
+    try:
+        for section in vars(config).values():
+            validate = getattr(section, "validate", None)
+            if validate:
+                validate()
+        if config.camera.backoff_initial > config.camera.backoff_max:
+            raise ConfigError("[camera] backoff_initial must not exceed backoff_max")
+        if config.liveness.require and config.detector.landmarks != "mesh":
+            raise ConfigError('[liveness] require = true needs [detector] landmarks = "mesh"')
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
     return config
 
 
 def _build_section(default: Any, values: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(type(default))
-    known = {f.name for f in dataclasses.fields(default)}
+    fields = {f.name: f for f in dataclasses.fields(default)}
     updates = {}
     for key, value in values.items():
-        if key not in known:
+        if key not in fields:
             raise ConfigError(
-                f"{where}: unknown option {key!r} (known: {', '.join(sorted(known))})"
+                f"{where}: unknown option {key!r} (known: {', '.join(sorted(fields))})"
             )
         updates[key] = _coerce(value, hints[key], f"{where} {key}")
+        _check_range(updates[key], fields[key], f"{where} {key}")
     return dataclasses.replace(default, **updates)
+
+
+def _check_range(value: Any, option: dataclasses.Field[Any], where: str) -> None:
+    if value is None or "range" not in option.metadata:
+        return
+    low, high = option.metadata["range"]
+    if not low <= value <= high:
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        raise ConfigError(f"{where}: must be {low:g} to {high:g}, not {shown}")
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -35,7 +36,21 @@ def test_every_option_has_a_default(tmp_path: Path) -> None:
         ({"model": "x"}, "must be a table"),
         ({"liveness": {"require": "yes"}}, "liveness] require: expected bool"),
         ({"liveness": {"requires": True}}, "unknown option 'requires'"),
-        ({"liveness": {"frames": 1}}, "[liveness] frames must be 2-1000"),
+        ({"liveness": {"frames": 1}}, "[liveness] frames: must be 2 to 1000, not 1"),
+        ({"detector": {"min_score": 1.5}}, "[detector] min_score: must be 0 to 1, not 1.5"),
+        (
+            {"quality": {"min_sharpness": -3}},
+            "[quality] min_sharpness: must be 0 to 100000, not -3",
+        ),
+        ({"model": {"threshold": 5.0}}, "[model] threshold: must be -1 to 1, not 5"),
+        ({"mqtt": {"port": 0}}, "[mqtt] port: must be 1 to 65535, not 0"),
+        ({"visits": {"crops": 11}}, "[visits] crops: must be 1 to 10, not 11"),
+        (
+            {"quality": {"min_brightness": 200, "max_brightness": 100}},
+            "must be below max_brightness",
+        ),
+        ({"enroll": {"samples": 2}}, "[enroll] min_samples"),
+        ({"camera": {"backoff_initial": 20.0}}, "backoff_initial must not exceed backoff_max"),
         ({"liveness": []}, "[liveness] must be a table"),
         ({"mqtt": {"hosts": "a:1883"}}, "[mqtt] hosts: expected list"),
         ({"mqtt": {"hosts": ["a", 1883]}}, "[mqtt] hosts[1]: expected str"),
@@ -43,7 +58,7 @@ def test_every_option_has_a_default(tmp_path: Path) -> None:
         ({"mqtt": {"hosts": [":1883"]}}, "hosts entry ':1883': expected HOST[:PORT]"),
         ({"mqtt": {"hosts": ["a b"]}}, "hosts entry 'a b': expected HOST[:PORT]"),
         ({"mqtt": {"host": "a", "hosts": ["b"]}}, "[mqtt] set host or hosts, not both"),
-        ({"mqtt": {"status_interval": 0}}, "[mqtt] status_interval must be at least 1"),
+        ({"mqtt": {"status_interval": 0}}, "[mqtt] status_interval: must be 1 to 86400, not 0"),
         (
             {"liveness": {"require": True}, "detector": {"landmarks": "blazeface"}},
             '[liveness] require = true needs [detector] landmarks = "mesh"',
@@ -53,6 +68,26 @@ def test_every_option_has_a_default(tmp_path: Path) -> None:
 def test_invalid_values_are_named(raw: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_config(raw)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["[detector]\nmin_score = 1.5\n", '[detector]\nvariant = "long"\n', "[enroll]\nsamples = 2\n"],
+)
+def test_every_config_message_names_the_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"^config {path}"):
+        load_config(path)
+
+
+def test_every_numeric_default_lies_in_its_declared_range() -> None:
+    defaults = Config()
+    for section in dataclasses.fields(Config):
+        for option in dataclasses.fields(getattr(defaults, section.name)):
+            if "range" in option.metadata and option.default is not None:
+                low, high = option.metadata["range"]
+                assert low <= option.default <= high, (section.name, option.name)
 
 
 def test_integers_are_accepted_for_floats_and_threshold_may_be_unset() -> None:

@@ -51,8 +51,13 @@ def test_identify_prints_one_record_per_face(
     assert records[0]["person"] == "Hugh" and records[1]["person"] is None
     assert records[0]["similarity"] > records[1]["similarity"]
     for record in records:
-        assert set(record) == {"image", "box", "person", "similarity", "margin", "verdict"}
+        assert set(record) == {"image", "box", "person", "similarity", "margin", "verdict", "why"}
         assert len(record["box"]) == 4 and record["verdict"] == "ok"
+    assert records[0]["why"] is None
+    assert (
+        records[1]["why"].startswith("closest is Hugh at ")
+        and "below the threshold" in records[1]["why"]
+    )
     text = CliRunner().invoke(main, [*base, "identify", *probes])
     assert "person=Hugh similarity=" in text.stdout and "person=unknown" in text.stdout
     strict = CliRunner().invoke(main, [*base, "identify", "--json", "--threshold", "0.99", *probes])
