@@ -1,3 +1,3 @@
 from device.cli import main
 
-main()
+main(prog_name="peephole")

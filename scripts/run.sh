@@ -1,7 +1,43 @@
 #!/usr/bin/env bash
 # The main job: set up the device runtime and run the camera loop.
-# With no camera, pass a video: scripts/run.sh --source ../shared/data/video/short_hamilton_clip.mp4
+#   scripts/run.sh --demo            the shared Hamilton clip, with Lin-Manuel Miranda and
+#                                    Alex Lacamoire enrolled from one photo each (in .demo/)
+#   scripts/run.sh [RUN OPTIONS]     the configured camera, or --source VIDEO (peephole run --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-venv.sh device >&2
-exec .venv/bin/peephole run "$@"
+peephole=.venv/bin/peephole
+echo "run.sh: peephole is $peephole here (or '. .venv/bin/activate', then 'peephole')" >&2
+if [[ ${1:-} != --demo ]]; then
+    exec "$peephole" run "$@"
+fi
+shift
+shared=${PEEPHOLE_SHARED:-../shared}
+clip=$shared/data/video/short_hamilton_clip.mp4
+if [[ ! -f $clip ]]; then
+    echo "run.sh: error: the demo needs the shared data: $clip is missing (set PEEPHOLE_SHARED)" >&2
+    exit 1
+fi
+# A household of its own, made afresh each time, so the demo never touches yours.
+demo=$PWD/.demo
+rm -rf "$demo"
+mkdir -p "$demo"
+cat > "$demo/config.toml" <<TOML
+[gallery]
+path = "$demo/gallery.db"
+
+[runtime]
+outbox_path = "$demo/outbox.db"
+status_path = "$demo/status.json"
+TOML
+chmod 600 "$demo/config.toml"
+export PEEPHOLE_CONFIG=$demo/config.toml
+"$peephole" -q enroll --name "Lin-Manuel Miranda" --images "$shared/data/video/lin-manuel-miranda.png"
+"$peephole" -q enroll --name "Alex Lacamoire" --images "$shared/data/video/alex-lacamoire.png"
+"$peephole" run --source "$clip" "$@"
+cat >&2 <<HINTS
+run.sh: the clip's visits are kept in $demo. Next:
+  PEEPHOLE_CONFIG=$demo/config.toml $peephole visits list            # who came, strangers too
+  PEEPHOLE_CONFIG=$demo/config.toml $peephole visits name ID --as NAME  # teach the door a visitor
+  $peephole enroll --name YOUR_NAME --images photo.jpg               # your own household (docs/usage.md)
+HINTS

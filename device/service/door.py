@@ -18,6 +18,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
+from device import command_name
 from device.config import Config
 from device.identity.gallery import Gallery, name_key, people_count
 from device.identity.matching import Matcher, resolve_threshold
@@ -191,7 +192,7 @@ class Door:
         brokers = self.config.mqtt.brokers()
         logger.info(
             f"watching {self.source.description}; {people_count(people)} enrolled"
-            + ("" if people else " (everyone is unknown: see 'peephole enroll --help')")
+            + ("" if people else f" (everyone is unknown: see '{command_name()} enroll --help')")
             + "; events to "
             + (f"mqtt://{', '.join(f'{h}:{p}' for h, p in brokers)} and " if brokers else "")
             + f"stdout; outbox {self.publisher.outbox.path} ({len(self.publisher.outbox)} waiting)"

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from device import command_name
 from device.config import CameraConfig
 from device.errors import ImageError, SourceError
 from device.vision.imageio import expand_image_paths, read_image
@@ -87,8 +88,8 @@ class VideoCaptureSource:
         if not capture.isOpened():
             capture.release()
             hint = (
-                " (no camera here? give a video file instead: 'peephole run --source FILE',"
-                " 'peephole enroll --video FILE')"
+                f" (no camera here? give a video file instead: '{command_name()} run --source"
+                f" FILE', '{command_name()} enroll --video FILE')"
                 if isinstance(self.target, int)
                 else " (not a video or image file this build can read)"
                 if not self.live
