@@ -21,8 +21,9 @@ TILE = 240
 TILE_ORIGINS = [(80, 0), (320, 0), (80, 240), (320, 240)]  # (x, y) of a 2x2 grid
 
 
-def clip_frames(clip: Path, count: int) -> np.ndarray:
-    capture = cv2.VideoCapture(str(clip))
+def read_clip(path: Path) -> list[np.ndarray]:
+    """Every frame of a video file, RGB."""
+    capture = cv2.VideoCapture(str(path))
     frames = []
     while True:
         ok, bgr = capture.read()
@@ -30,6 +31,11 @@ def clip_frames(clip: Path, count: int) -> np.ndarray:
             break
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     capture.release()
+    return frames
+
+
+def clip_frames(clip: Path, count: int) -> np.ndarray:
+    frames = read_clip(clip)
     if not frames:
         raise RuntimeError(f"no frames in {clip}")
     picks = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)

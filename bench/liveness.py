@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import statistics
 import time
@@ -30,7 +29,8 @@ import cv2
 import numpy as np
 
 from bench.attacks import Attack, render_attack
-from bench.frame_sets import lfw_people
+from bench.frame_sets import lfw_people, read_clip
+from bench.machine import cpu_name
 from device.config import Config, LivenessConfig
 from device.service.tracker import Track, VisitorTracker
 from device.vision.imageio import read_image
@@ -80,18 +80,6 @@ def visits(
     for index, faces in enumerate(faces_per_frame):
         decided += tracker.update(faces, index / 15.0).decided
     return decided + tracker.finish().decided
-
-
-def read_clip(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    capture.release()
-    return frames
 
 
 def photo_sets(calibration: int, utkface: int, lfw: int) -> tuple[list[Path], list[Path]]:
@@ -206,16 +194,6 @@ def cost_table(frames: list[list[FaceAnalysis]], repeats: int) -> None:
     print(f"| liveness off | {off:.3f} | {p95['off']:.3f} |")
     print(f"| liveness on | {on:.3f} | {p95['on']:.3f} |")
     print(f"| added by liveness | {on - off:.3f} | {p95['on'] - p95['off']:.3f} |")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.machine import cpu_name
 from device.config import Config
 from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import read_image
@@ -49,16 +49,6 @@ def default_models() -> list[tuple[str, Path, Path | None]]:
     if default_model_path().exists():
         models.insert(0, ("peephole int8 (default)", default_model_path(), None))
     return models
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

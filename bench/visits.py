@@ -26,7 +26,7 @@ from typing import cast
 import cv2
 import numpy as np
 
-from bench.liveness import cpu_name
+from bench.machine import cpu_name
 from device.config import Config
 from device.identity.visits import VisitStore
 from device.service.door import Door

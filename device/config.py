@@ -20,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from device.errors import ConfigError
 
@@ -38,6 +38,22 @@ def ranged(default: Number, low: float, high: float) -> Number:
     return field(default=default, metadata={"range": (low, high)})
 
 
+@dataclass
+class Section:
+    """A config section: every number within its declared range, then the section's own
+    rules between options (``check``)."""
+
+    name: ClassVar[str]
+
+    def validate(self) -> None:
+        for option in dataclasses.fields(self):
+            _check_range(getattr(self, option.name), option, f"[{self.name}] {option.name}")
+        self.check()
+
+    def check(self) -> None:
+        """Rules that tie options together; none unless a section has some."""
+
+
 def _default_state_dir() -> Path:
     # systemd's StateDirectory= sets $STATE_DIRECTORY; elsewhere use XDG's data home.
     state = os.environ.get("STATE_DIRECTORY")
@@ -48,8 +64,10 @@ def _default_state_dir() -> Path:
 
 
 @dataclass
-class CameraConfig:
+class CameraConfig(Section):
     """Where frames come from: "picamera2", a USB index ("0"), a URL, a video file or a folder."""
+
+    name: ClassVar[str] = "camera"
 
     source: str = "0"
     width: int = ranged(1280, 16, 8192)
@@ -65,7 +83,7 @@ class CameraConfig:
 
 
 @dataclass
-class DetectorConfig:
+class DetectorConfig(Section):
     """BlazeFace variant, and which landmarks align the face.
 
     ``landmarks = "mesh"`` (default) runs MediaPipe's face mesh for the five
@@ -75,12 +93,14 @@ class DetectorConfig:
     and mouth centre (4 points) and skips that model.
     """
 
+    name: ClassVar[str] = "detector"
+
     variant: str = "short"
     min_score: float = ranged(0.5, 0.0, 1.0)
     num_threads: int = ranged(2, 1, 64)
     landmarks: str = "mesh"
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.variant not in ("short", "full"):
             raise ConfigError(f"[detector] variant must be 'short' or 'full', not {self.variant!r}")
         if self.landmarks not in ("blazeface", "mesh"):
@@ -90,8 +110,10 @@ class DetectorConfig:
 
 
 @dataclass
-class QualityConfig:
+class QualityConfig(Section):
     """The quality gate's thresholds (see device/vision/quality.py for each measure)."""
+
+    name: ClassVar[str] = "quality"
 
     min_score: float = ranged(0.8, 0.0, 1.0)
     min_sharpness: float = ranged(40.0, 0.0, 100_000.0)
@@ -101,7 +123,7 @@ class QualityConfig:
     min_brightness: float = ranged(40.0, 0.0, 255.0)
     max_brightness: float = ranged(220.0, 0.0, 255.0)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.min_brightness >= self.max_brightness:
             raise ConfigError(
                 f"[quality] min_brightness ({self.min_brightness:g}) must be below "
@@ -110,8 +132,10 @@ class QualityConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """The embedding model. An empty path means the default model shipped with peephole."""
+
+    name: ClassVar[str] = "model"
 
     path: str = ""
     manifest: str = ""
@@ -129,7 +153,9 @@ class ModelConfig:
 
 
 @dataclass
-class GalleryConfig:
+class GalleryConfig(Section):
+    name: ClassVar[str] = "gallery"
+
     path: str = ""
     # Keep each enrollment's aligned 112x112 crop so the gallery can be
     # re-embedded after a model change. Switch off to store embeddings only.
@@ -143,13 +169,15 @@ class GalleryConfig:
 
 
 @dataclass
-class EnrollConfig:
+class EnrollConfig(Section):
+    name: ClassVar[str] = "enroll"
+
     samples: int = ranged(10, 1, 1000)
     min_samples: int = ranged(3, 1, 1000)
     # A face at least this cosine-similar to a sample already taken is skipped.
     duplicate_similarity: float = ranged(0.95, -1.0, 1.0)
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.min_samples > self.samples:
             raise ConfigError(
                 f"[enroll] min_samples ({self.min_samples}) must not exceed samples ({self.samples})"
@@ -176,7 +204,7 @@ def parse_host_port(value: str, where: str) -> tuple[str, int | None]:
 
 
 @dataclass
-class MqttConfig:
+class MqttConfig(Section):
     """Broker connection. No host (and no hosts) means no broker: events go to stdout and the outbox.
 
     ``hosts`` lists the brokers of a clustered or bridged site as ``HOST[:PORT]``
@@ -184,6 +212,8 @@ class MqttConfig:
     current broker goes away or cannot be reached. ``host`` and ``port`` alone
     are the one-entry list.
     """
+
+    name: ClassVar[str] = "mqtt"
 
     host: str = ""
     port: int = ranged(1883, 1, 65535)
@@ -218,7 +248,7 @@ class MqttConfig:
         host, port = parse_host_port(value, "[mqtt] hosts entry")
         return host, self.port if port is None else port
 
-    def validate(self) -> None:
+    def check(self) -> None:
         for name, value in (
             ("device_id", self.device_id),
             ("topic_prefix", self.topic_prefix),
@@ -236,7 +266,9 @@ class MqttConfig:
 
 
 @dataclass
-class RuntimeConfig:
+class RuntimeConfig(Section):
+    name: ClassVar[str] = "runtime"
+
     # Seconds during which a recognised person is not announced again.
     cooldown: float = ranged(60.0, 0.0, 86_400.0)
     # Frames a track may go unseen before the visitor counts as gone.
@@ -275,7 +307,7 @@ class RuntimeConfig:
 
 
 @dataclass
-class LivenessConfig:
+class LivenessConfig(Section):
     """Liveness evidence per visit (device/vision/liveness.py); needs ``[detector] landmarks = "mesh"``.
 
     ``require = true`` announces a known person whose visit was not ``live``
@@ -285,12 +317,14 @@ class LivenessConfig:
     event waits for it.
     """
 
+    name: ClassVar[str] = "liveness"
+
     require: bool = False
     frames: int = ranged(30, 2, 1000)
 
 
 @dataclass
-class VisitsConfig:
+class VisitsConfig(Section):
     """Visits kept on the door (device/identity/visits.py), so a household can see who came
     and name a visitor later: the decision, up to ``crops`` of the best aligned faces and one
     JPEG of the doorstep around the best one. Strangers' faces are kept too (docs/security.md
@@ -300,6 +334,8 @@ class VisitsConfig:
     go, and the oldest go while all of them take more than ``max_megabytes`` (a visit
     takes about 60 KB). A visit's faces that were named stay in the gallery.
     """
+
+    name: ClassVar[str] = "visits"
 
     enabled: bool = True
     path: str = ""
@@ -335,7 +371,7 @@ def decode_site_key(text: str) -> bytes:
 
 
 @dataclass
-class SiteConfig:
+class SiteConfig(Section):
     """Doors with the same ``id`` and ``key`` share one gallery over their broker (docs/site.md).
 
     ``key`` is the secret ``peephole site init`` made; it seals every record on
@@ -348,12 +384,14 @@ class SiteConfig:
     site key (``peephole people list`` shows each one).
     """
 
+    name: ClassVar[str] = "site"
+
     id: str = ""
     key: str = ""
     model_signer: str = ""
     names_on_broker: bool = True
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if self.id and (_FORBIDDEN_TOPIC_CHARACTERS | {"/"}) & set(self.id):
             raise ConfigError("[site] id must not contain '/', '+', '#' or NUL")
         if self.key and not self.id:
@@ -425,9 +463,7 @@ def parse_config(raw: dict[str, Any], where: str = "config") -> Config:
         setattr(config, name, _build_section(getattr(config, name), values, f"{where} [{name}]"))
     try:
         for section in vars(config).values():
-            validate = getattr(section, "validate", None)
-            if validate:
-                validate()
+            section.validate()
         if config.camera.backoff_initial > config.camera.backoff_max:
             raise ConfigError("[camera] backoff_initial must not exceed backoff_max")
         if config.liveness.require and config.detector.landmarks != "mesh":
@@ -447,7 +483,6 @@ def _build_section(default: Any, values: dict[str, Any], where: str) -> Any:
                 f"{where}: unknown option {key!r} (known: {', '.join(sorted(fields))})"
             )
         updates[key] = _coerce(value, hints[key], f"{where} {key}")
-        _check_range(updates[key], fields[key], f"{where} {key}")
     return dataclasses.replace(default, **updates)
 
 

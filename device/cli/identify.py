@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from device.cli.app import AppContext, pass_app
-from device.errors import PeepholeError
+from device.cli.photos import Photos
 from device.identity.matching import Match
-from device.vision.imageio import expand_image_paths, read_image
 
 logger = logging.getLogger(__name__)
 
@@ -27,24 +25,16 @@ def identify(
     app: AppContext, images: tuple[Path, ...], as_json: bool, threshold: float | None
 ) -> None:
     """Name every face in IMAGES, or say it is unknown."""
-    failures = 0
+    photos = Photos(images, as_json)
     with app.open_gallery() as gallery:
         matcher = app.matcher(gallery, threshold)
         if not matcher.people:
             logger.warning("nobody is enrolled for this model")
         pipeline = app.pipeline()
-        for path in expand_image_paths(list(images)):
-            try:
-                image = read_image(path)
-            except PeepholeError as error:
-                logger.error(str(error))
-                failures += 1
-                continue
+        for path, image in photos:
             faces = pipeline.analyse(image)
             if not faces:
-                click.echo(
-                    json.dumps({"image": str(path), "faces": 0}) if as_json else f"{path}: no face"
-                )
+                photos.no_face(path)
             for face in faces:
                 match = None if face.embedding is None else matcher.identify(face.embedding)
                 record = identify_record(str(path), face.detection.box, match, face.quality.verdict)
@@ -52,8 +42,7 @@ def identify(
                 click.echo(
                     json.dumps(record, ensure_ascii=False) if as_json else identify_line(record)
                 )
-    if failures:
-        sys.exit(1)
+    photos.finish()
 
 
 def identify_record(

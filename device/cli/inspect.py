@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,7 @@ import cv2
 import numpy as np
 
 from device.cli.app import AppContext, pass_app
-from device.errors import PeepholeError
-from device.vision.imageio import expand_image_paths, read_image
+from device.cli.photos import Photos
 from device.vision.pipeline import FaceAnalysis
 
 logger = logging.getLogger(__name__)
@@ -50,19 +48,11 @@ def inspect(
 ) -> None:
     """Show every face found in IMAGES with its quality verdict and the reason."""
     pipeline = app.pipeline(with_embedder=False)
-    failures = 0
-    for path in expand_image_paths(list(images)):
-        try:
-            image = read_image(path)
-        except PeepholeError as error:
-            logger.error(str(error))
-            failures += 1
-            continue
+    photos = Photos(images, as_json)
+    for path, image in photos:
         faces = pipeline.analyse(image, embed=False)
         if not faces:
-            click.echo(
-                json.dumps({"image": str(path), "faces": 0}) if as_json else f"{path}: no face"
-            )
+            photos.no_face(path)
         for face in faces:
             record = face_record(str(path), face)
             if as_json:
@@ -78,8 +68,7 @@ def inspect(
             annotate.mkdir(parents=True, exist_ok=True)
             target = annotate / f"{path.stem}.jpg"
             cv2.imwrite(str(target), draw_faces(image, faces))
-    if failures:
-        sys.exit(1)
+    photos.finish()
 
 
 def draw_faces(image_rgb: np.ndarray, faces: list[FaceAnalysis]) -> np.ndarray:

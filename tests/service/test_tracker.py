@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from device.config import LivenessConfig, RuntimeConfig
+from device.identity.matching import Match
 from device.service.tracker import (
     Cooldown,
     Decision,
@@ -33,18 +34,6 @@ def unit(index: int, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     vector[index] = 1.0
     vector += np.random.default_rng(seed).normal(0, noise, DIM).astype(np.float32)
     return vector / np.linalg.norm(vector)
-
-
-@dataclass(frozen=True)
-class Match:
-    person: str | None
-    similarity: float
-    margin: float
-    candidate: str | None = None
-
-    @property
-    def known(self) -> bool:
-        return self.person is not None
 
 
 class TinyMatcher:
