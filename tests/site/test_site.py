@@ -19,10 +19,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from device.cli import main
-from device.config import MqttConfig, load_config, parse_config
+from device.config import Config, MqttConfig, load_config, parse_config
 from device.errors import ConfigError
 from device.identity.enroll import decode_crop, embed_missing_crops
 from device.identity.gallery import Gallery, Sample
+from device.identity.naming import Namer
+from device.identity.visits import VisitStore
 from device.service.mqtt import MqttLink
 from device.service.replication import GalleryReplication
 from device.service.topics import SiteTopics
@@ -32,9 +34,12 @@ from device.site.records import PersonRecord, RecordError, decode_record, encode
 from device.site.replica import SiteReplica
 from device.vision.embedder import FaceEmbedder
 from device.vision.manifest import file_sha256
+from device.vision.pipeline import FacePipeline
 from tests.broker import Broker
 from tests.conftest import require_shared
 from tests.runtime_helpers import wait_until
+from tests.visit_helpers import LIN as LIN_PHOTO
+from tests.visit_helpers import photo_visit
 
 
 @pytest.fixture(scope="module")
@@ -369,4 +374,31 @@ def test_a_deployed_model_that_does_not_load_falls_back_to_the_previous_one(
     assert "running the previous one" in caplog.text
     assert (
         f"with model {FaceEmbedder.from_files(*reference_f32).embedding_key[:12]}" in result.output
+    )
+
+
+def test_a_visit_named_at_one_door_reaches_the_other_like_an_enrollment(
+    tmp_path: Path, doors: tuple[Door, Door]
+) -> None:
+    front, back = doors
+    pipeline = FacePipeline.from_config(Config(), front.embedder)
+    config = Config()
+    with VisitStore.open(tmp_path / "visits.db") as store:
+        store.save(photo_visit(pipeline, require_shared(LIN_PHOTO), "5555555555", copies=2))
+        namer = Namer(front.gallery, store, front.embedder, config.quality, config.enroll)
+        namer.name("5555555555", "Lin-Manuel Miranda")
+    sent = front.changes()
+    assert [r.person.name for r in sent if r.person] == ["Lin-Manuel Miranda"]
+    assert back.replica.apply(sent[0]).change == "enrolled"
+    assert back.names() == ["Lin-Manuel Miranda"]
+    assert back.gallery.export_records()[0].crops == front.gallery.export_records()[0].crops
+    person = sent[0].person
+    assert person is not None
+    assert [c.source for c in person.crops] == ["visit:5555555555/0"]  # the copy: a duplicate
+    assert embed_missing_crops(back.gallery, back.embedder) == 1
+    key = front.embedder.embedding_key
+    np.testing.assert_allclose(
+        by_rows(back.gallery.person_embeddings("Lin-Manuel Miranda", key)),
+        by_rows(front.gallery.person_embeddings("Lin-Manuel Miranda", key)),
+        atol=1e-6,
     )
