@@ -35,7 +35,6 @@ import lfw_accuracy
 import macs
 import numpy as np
 
-from bench.machine import cpu_name
 from device.errors import PeepholeError
 from device.identity.gallery import EmbeddingRows
 from device.identity.matching import GalleryIndex
@@ -132,6 +131,13 @@ class Report:
 
 def log(message: str) -> None:
     print(f"compare: {message}", file=sys.stderr, flush=True)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def version(package: str) -> str:
