@@ -15,6 +15,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TextIO
 
@@ -48,40 +49,28 @@ SHUTDOWN_FLUSH_SECONDS = 3.0
 VISITS_FLUSH_SECONDS = 1.0
 
 
+@dataclass(eq=False, kw_only=True)
 class Door:
     """A door's parts and the loop over them. Build with :meth:`from_config`, use as ``with``."""
 
-    def __init__(
-        self,
-        *,
-        config: Config,
-        models: ModelChoice,
-        pipeline: FacePipeline,
-        gallery: Gallery,
-        source: FrameSource,
-        publisher: EventPublisher,
-        notifier: SystemdNotifier,
-        stop: threading.Event,
-        replication: GalleryReplication | None,
-        rollout: ModelRollout | None,
-        visits: VisitRecorder | None,
-        cleanup: contextlib.ExitStack,
-    ) -> None:
-        self.config = config
-        self.models = models
-        self.pipeline = pipeline
-        self.gallery = gallery
-        self.source = source
-        self.publisher = publisher
-        self.notifier = notifier
-        self.stop = stop
-        self.replication = replication
-        self.rollout = rollout
-        self.visits = visits
-        self.person_label = pseudonyms(config)
-        self._cleanup = cleanup
-        self.outbox_left: int | None = None
-        self.threshold, self.matcher = self._recognition(models.embedder())
+    config: Config
+    models: ModelChoice
+    pipeline: FacePipeline
+    gallery: Gallery
+    source: FrameSource
+    publisher: EventPublisher
+    notifier: SystemdNotifier
+    stop: threading.Event
+    replication: GalleryReplication | None
+    rollout: ModelRollout | None
+    visits: VisitRecorder | None
+    cleanup: contextlib.ExitStack
+    # Events the publisher still held when it closed (None while open).
+    outbox_left: int | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.person_label = pseudonyms(self.config)
+        self.threshold, self.matcher = self._recognition(self.models.embedder())
 
     @classmethod
     def from_config(
@@ -155,7 +144,7 @@ class Door:
             self.visits.close(VISITS_FLUSH_SECONDS)
         if self.outbox_left is None:
             self.outbox_left = self.publisher.close(SHUTDOWN_FLUSH_SECONDS)
-        self._cleanup.close()
+        self.cleanup.close()
 
     @property
     def embedder(self) -> FaceEmbedder:

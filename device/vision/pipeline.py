@@ -46,22 +46,15 @@ class StageTimer:
         self.samples[stage].append(seconds)
 
 
+@dataclass(eq=False)
 class FacePipeline:
     """The device's per-frame vision: the same code serves enrollment, the loop and training."""
 
-    def __init__(
-        self,
-        detector: FaceDetector,
-        quality: QualityConfig,
-        embedder: FaceEmbedder | None = None,
-        timer: StageTimer | None = None,
-        mesh: FaceMesh | None = None,
-    ) -> None:
-        self.detector = detector
-        self.mesh = mesh
-        self.quality = quality
-        self.embedder = embedder
-        self.timer = timer
+    detector: FaceDetector
+    quality: QualityConfig
+    embedder: FaceEmbedder | None = None
+    timer: StageTimer | None = None
+    mesh: FaceMesh | None = None
 
     @classmethod
     def from_config(cls, config: Config, embedder: FaceEmbedder | None = None) -> FacePipeline:
