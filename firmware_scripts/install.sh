@@ -34,6 +34,13 @@ while (($#)); do
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
+# LiteRT has no 32-bit ARM wheels. A 32-bit Raspberry Pi OS may run a 64-bit
+# kernel (uname -m: aarch64), so its userland (dpkg's architecture) decides.
+userland=$(dpkg --print-architecture 2>/dev/null || uname -m)
+case "$userland" in
+    armhf | armel | armv6l | armv7l | armv8l)
+        die "32-bit Raspberry Pi OS ($userland) is not supported (no LiteRT wheels): flash Raspberry Pi OS (64-bit) and run this again" ;;
+esac
 if [[ -z "$root" ]] && ((!dry_run)) && ((EUID != 0)); then
     die "run as root (sudo), or use --root DIR / --dry-run"
 fi

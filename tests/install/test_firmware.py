@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from device.config import load_config
 from tests.conftest import ROOT, missing, require_shared
 
@@ -166,3 +168,42 @@ def test_deploy_model_dry_run_and_usage_errors(tmp_path: Path) -> None:
     missing = script("deploy-model.sh", "--root", str(tmp_path), str(tmp_path / "none.tflite"))
     assert missing.returncode == 1 and "no such model file" in missing.stderr
     assert script("deploy-model.sh").returncode == 1
+
+
+def shim(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(exist_ok=True)
+    command = folder / name
+    command.write_text(f"#!/bin/sh\n{body}\n")
+    command.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("dpkg", "uname"),
+    [
+        # 32-bit Raspberry Pi OS on a Pi 4 boots a 64-bit kernel: the userland decides.
+        ("echo armhf", "echo aarch64"),
+        # No dpkg: the machine's own word.
+        ("exit 1", "echo armv7l"),
+    ],
+)
+def test_install_refuses_32_bit_raspberry_pi_os_at_once(
+    tmp_path: Path, dpkg: str, uname: str
+) -> None:
+    shims = tmp_path / "bin"
+    shim(shims, "dpkg", dpkg)
+    shim(shims, "uname", uname)
+    target = tmp_path / "target"
+    target.mkdir()
+    env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(SCRIPTS / "install.sh"), "--root", str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "Raspberry Pi OS (64-bit)" in lines[0], result.stderr
+    assert tree(target) == set()
