@@ -49,7 +49,7 @@ def handful(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(handful: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.training import train
+    from trainer.train import train
 
     run = tmp_path_factory.mktemp("run")
     options = TrainOptions(
@@ -112,7 +112,7 @@ def test_export_fails_and_writes_no_manifest_when_parity_fails(
 
 
 def test_triplet_training_steps(handful: Path, tmp_path: Path) -> None:
-    from trainer.training import train
+    from trainer.train import train
 
     options = options_from_cli(
         str(handful), str(tmp_path), "seed-rmsprop",
@@ -195,8 +195,7 @@ def test_warm_start_from_an_exported_tflite_reproduces_its_embeddings(handful: P
     held-out faces like the int8 file it came from (the project's last MobileFaceNet
     default, kept as a fixture since the imported MobileFace V2 replaced it)."""
     from trainer.data import load_prepared
-    from trainer.export import keras_embed_fn
-    from trainer.model import build_mobilefacenet
+    from trainer.model import build_mobilefacenet, keras_embed_fn
     from trainer.warmstart import load_tflite_weights
 
     shipped = FaceEmbedder.from_files(MOBILEFACENET)
