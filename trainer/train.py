@@ -36,26 +36,12 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from device.errors import PeepholeError
-from trainer.data import (
-    CropSet,
-    load_prepared,
-    pair_dataset,
-    teacher_targets,
-    triplet_dataset,
-)
-from trainer.losses import (
-    ArcFaceHead,
-    arcface_loss,
-    consistent_distillation_loss,
-    distillation_loss,
-    l2_normalize,
-    triplet_semihard_loss,
-)
+from trainer.data import CropSet, load_prepared, pair_dataset, teacher_targets
+from trainer.losses import l2_normalize, make_loss
 from trainer.model import build_mobilefacenet, keras_embed_fn, load_keras_model
 from trainer.prepared import load_teacher_targets
-from trainer.recipes import LOSSES, TeacherSpec, TrainOptions, learning_rate_at
+from trainer.recipes import TrainOptions, learning_rate_at
 from trainer.run_report import RunReport
-from trainer.views import consistent_dataset
 from trainer.warmstart import load_tflite_weights
 
 
@@ -100,15 +86,11 @@ class TrainResult:
 
 
 class Trainer:
-    """One run: data, model, optional ArcFace head or online teacher, optimiser, checkpoints."""
+    """One run: data, student, its loss (``trainer.losses``), optimiser, checkpoints."""
 
     def __init__(self, options: TrainOptions) -> None:
-        if options.loss not in LOSSES:
-            raise PeepholeError(f"unknown loss {options.loss!r} ({', '.join(LOSSES)})")
         self.options = options
-        self.teacher_spec: TeacherSpec | None = (
-            options.teacher_spec if options.loss == "distill" else None
-        )
+        self.loss = make_loss(options)
         self.strategy = make_strategy(options.cpu_replicas)
         self.run_dir = Path(options.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,20 +102,7 @@ class Trainer:
         self.lfw = self._lfw()
         with self.strategy.scope():
             self.model = self._student()
-            self.embedding_size = int(self.model.outputs[0].shape[-1])
-            self.online_teacher: keras.Model | None = None
-            if self.teacher_spec and self.teacher_spec.online_model:
-                self.online_teacher = load_keras_model(Path(self.teacher_spec.online_model))
-                self.online_teacher.trainable = False
-            self.head: ArcFaceHead | None = None
-            if options.loss == "arcface":
-                self.head = ArcFaceHead(
-                    len(crops.identities),
-                    options.arcface_scale,
-                    options.arcface_margin,
-                    name="arcface",
-                )
-                self.head.build((None, self.embedding_size))
+            self.loss.build(int(self.model.outputs[0].shape[-1]), len(crops.identities))
             self.optimizer = make_optimizer(options)
             self.optimizer.build(self._variables())
         self.steps_per_epoch = self._steps_per_epoch()
@@ -154,7 +123,7 @@ class Trainer:
     def _split(
         self, crops: CropSet
     ) -> tuple[CropSet, CropSet | None, np.ndarray, np.ndarray | None]:
-        options, spec = self.options, self.teacher_spec
+        options, spec = self.options, self.loss.teacher
         if spec is not None and spec.cached_dlib:
             by_source = load_teacher_targets(Path(options.data), options.teacher_mirror)
             rows = np.array([i for i, s in enumerate(crops.sources) if s in by_source], dtype=int)
@@ -192,54 +161,10 @@ class Trainer:
         return pairs, aligned_lfw(pairs, 2, cache)
 
     def _steps_per_epoch(self) -> int:
-        return max(1, len(self.train_set) // self._batch_images())
+        return max(1, len(self.train_set) // self.loss.batch_images)
 
     def _variables(self) -> list[keras.Variable]:
-        variables = list(self.model.trainable_variables)
-        if self.head is not None:
-            variables += list(self.head.trainable_variables)
-        return variables
-
-    def _dataset(self) -> tf.data.Dataset:
-        options = self.options
-        if self.online_teacher is not None:
-            assert self.teacher_spec is not None
-            cached = self.targets if self.teacher_spec.cached_dlib else None
-            return consistent_dataset(
-                self.train_set.images, cached, options.batch_size, options.clean_fraction,
-                options.seed + self.step,
-            )  # fmt: skip
-        if options.loss == "triplet":
-            return triplet_dataset(
-                self.train_set.images,
-                self.train_set.labels,
-                options.identities_per_batch,
-                options.images_per_identity,
-                seed=options.seed + self.step,
-            )
-        dataset = pair_dataset(
-            self.train_set.images, self.targets, options.batch_size, True, options.seed + self.step
-        )
-        return dataset.repeat()
-
-    def _loss(self, batch: tuple[tf.Tensor, ...]) -> tf.Tensor:
-        options = self.options
-        if self.online_teacher is not None:
-            images, cached, clean = batch
-            online = self.online_teacher(images, training=False)
-            embeddings = self.model(images, training=True)
-            use_cached = self.teacher_spec is not None and self.teacher_spec.cached_dlib
-            return consistent_distillation_loss(
-                embeddings, online, cached if use_cached else None, clean, options.relation_weight
-            )
-        images, targets = batch
-        embeddings = self.model(images, training=True)
-        if options.loss == "distill":
-            return distillation_loss(embeddings, targets, options.relation_weight)
-        if options.loss == "triplet":
-            return triplet_semihard_loss(embeddings, targets, options.triplet_margin)
-        assert self.head is not None
-        return arcface_loss(self.head, embeddings, targets)
+        return list(self.model.trainable_variables) + self.loss.variables
 
     def _train_step_fn(self) -> Callable[[tuple[tf.Tensor, ...]], tf.Tensor]:
         variables = self._variables()
@@ -248,7 +173,7 @@ class Trainer:
 
         def replica_step(*batch: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
-                loss = self._loss(batch)
+                loss = self.loss(self.model, batch)
                 total = loss + tf.add_n(self.model.losses) if self.model.losses else loss
                 # gradients are summed over replicas: each contributes its share
                 scaled = total / replicas
@@ -266,12 +191,6 @@ class Trainer:
         )
         return compiled
 
-    def _batch_images(self) -> int:
-        options = self.options
-        if options.loss == "triplet":
-            return options.identities_per_batch * options.images_per_identity
-        return options.batch_size
-
     # checkpoints -----------------------------------------------------------------------------
     def save(self) -> None:
         weights = self.run_dir / "last.weights.h5"
@@ -279,8 +198,7 @@ class Trainer:
         self.model.save_weights(partial)
         partial.replace(weights)
         arrays = {f"v{i}": v.numpy() for i, v in enumerate(self.optimizer.variables)}
-        if self.head is not None:
-            arrays["head"] = self.head.centres.numpy()
+        arrays.update(self.loss.state())
         with open(self.run_dir / "optimizer.partial.npz", "wb") as stream:
             np.savez(stream, **arrays)
         (self.run_dir / "optimizer.partial.npz").replace(self.run_dir / "optimizer.npz")
@@ -295,8 +213,7 @@ class Trainer:
         with np.load(self.run_dir / "optimizer.npz") as arrays:
             for i, variable in enumerate(self.optimizer.variables):
                 variable.assign(arrays[f"v{i}"])
-            if self.head is not None:
-                self.head.centres.assign(arrays["head"])
+            self.loss.restore(arrays)
         self.step = int(json.loads(state_file.read_text())["step"])
         return True
 
@@ -309,12 +226,9 @@ class Trainer:
         cosines = []
         for images, targets in dataset:
             student = l2_normalize(self.model(images, training=False))
-            if self.online_teacher is not None:
-                teacher = l2_normalize(self.online_teacher(images, training=False))
-                if student.shape[-1] != teacher.shape[-1]:
-                    return None
-            else:
-                teacher = targets
+            teacher = self.loss.teacher_embeddings(images, targets)
+            if student.shape[-1] != teacher.shape[-1]:
+                return None
             cosines.append(tf.reduce_sum(student * teacher, axis=1).numpy())
         return float(np.concatenate(cosines).mean())
 
@@ -360,7 +274,8 @@ class Trainer:
             total=total_steps, initial=self.step, desc="train", unit="step",
             disable=not options.progress,
         )  # fmt: skip
-        batches = iter(self.strategy.experimental_distribute_dataset(self._dataset()))
+        dataset = self.loss.dataset(self.train_set.images, self.targets, options.seed + self.step)
+        batches = iter(self.strategy.experimental_distribute_dataset(dataset))
         while self.step < total_steps and time.monotonic() <= deadline:
             epoch = self.step / self.steps_per_epoch
             self.optimizer.learning_rate.assign(learning_rate_at(options, epoch))
@@ -377,7 +292,7 @@ class Trainer:
                     "step %d epoch %.2f loss %.4f lr %.5f %.1f img/s",
                     self.step, epoch, window_loss / window_steps,
                     float(self.optimizer.learning_rate.numpy()),
-                    window_steps * self._batch_images() / max(elapsed, 1e-9),
+                    window_steps * self.loss.batch_images / max(elapsed, 1e-9),
                 )  # fmt: skip
                 self.report.add(self.step, loss=window_loss / window_steps)
                 window_loss, window_start, window_steps = 0.0, time.monotonic(), 0
