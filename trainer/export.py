@@ -61,14 +61,12 @@ class ExportOptions:
 @dataclass
 class ExportReport:
     int8_path: Path
-    float_path: Path
     int8_bytes: int
     embedding_size: int
     parity_cosine_mean: float
     parity_cosine_min: float
     lfw_float: float | None = None
     lfw_int8: float | None = None
-    lfw_int8_std: float | None = None
     verification_threshold: float | None = None
     identification: dict[str, Any] = field(default_factory=dict)
     identification_provenance: str = ""
@@ -167,10 +165,8 @@ def profile_graph(path: Path, runs: int = 100) -> GraphProfile:
 
 
 def export(options: ExportOptions) -> ExportReport:
-    from trainer.evaluate import aligned_lfw, evaluate_lfw, select_folds, tflite_embed_fn
-    from trainer.lfw import read_pairs
+    """The int8 file, checked against its float twin; its manifest only when it passes."""
     from trainer.model import load_keras_model
-    from trainer.strangers import calibrate_identification
 
     if options.celebrity is not None and options.lfw_dir is None:
         raise PeepholeError(
@@ -188,9 +184,22 @@ def export(options: ExportOptions) -> ExportReport:
 
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_bytes(convert(model, representative))
-    workdir = Path(tempfile.mkdtemp(prefix="export-"))
-    float_path = options.float_output or workdir / "float32.tflite"
-    float_path.write_bytes(convert(model, None))
+    with tempfile.TemporaryDirectory(prefix="export-") as workdir:
+        float_path = options.float_output or Path(workdir) / "float32.tflite"
+        float_path.write_bytes(convert(model, None))
+        report = check_against_float(options, float_path, holdout)
+    if not report.failures:
+        report.manifest_path = write_manifest(options, report)
+    return report
+
+
+def check_against_float(
+    options: ExportOptions, float_path: Path, holdout: np.ndarray
+) -> ExportReport:
+    """Parity on held-out crops, speed, and with LFW accuracy and the thresholds."""
+    from trainer.evaluate import aligned_lfw, evaluate_lfw, select_folds, tflite_embed_fn
+    from trainer.lfw import read_pairs
+    from trainer.strangers import calibrate_identification
 
     mirror = options.mirror_average
     int8 = embedder_for(options.output, "int8", options.name, options.threads, mirror)
@@ -200,7 +209,6 @@ def export(options: ExportOptions) -> ExportReport:
     cosines = parity(float32, int8, holdout)
     report = ExportReport(
         int8_path=options.output,
-        float_path=float_path,
         int8_bytes=options.output.stat().st_size,
         embedding_size=int8.embedding_size,
         parity_cosine_mean=float(cosines.mean()),
@@ -221,7 +229,6 @@ def export(options: ExportOptions) -> ExportReport:
         int8_result, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(int8))
         report.lfw_float = float_result.verification.accuracy_mean
         report.lfw_int8 = int8_result.verification.accuracy_mean
-        report.lfw_int8_std = int8_result.verification.accuracy_std
         report.verification_threshold = round(int8_result.verification.threshold, 4)
         if report.lfw_float - report.lfw_int8 > options.max_accuracy_drop:
             report.failures.append(
@@ -232,8 +239,6 @@ def export(options: ExportOptions) -> ExportReport:
             report.identification, report.identification_provenance = calibrate_identification(
                 int8.embed_many, options.celebrity, aligned.crops
             )
-    if not report.failures:
-        report.manifest_path = write_manifest(options, report)
     return report
 
 

@@ -111,6 +111,24 @@ def test_export_fails_and_writes_no_manifest_when_parity_fails(
         FaceEmbedder.from_files(output)
 
 
+def test_export_leaves_no_temporary_files(
+    trained: Path, handful: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from trainer.export import ExportOptions, export
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    options = ExportOptions(
+        model=trained, output=tmp_path / "int8.tflite", crops=handful, representative_count=8,
+        holdout_count=4, profile=False,
+    )  # fmt: skip
+    export(options)
+    assert list(scratch.iterdir()) == []
+
+
 def test_triplet_training_steps(handful: Path, tmp_path: Path) -> None:
     from trainer.train import train
 
