@@ -48,6 +48,22 @@ def select_folds(pairs: list[LfwPair], folds: int | None) -> list[LfwPair]:
     return pairs if folds is None else [p for p in pairs if p.fold < folds]
 
 
+@dataclass(frozen=True)
+class LfwOptions:
+    """Which LFW to measure on: its images, pairs.txt, the first ``folds`` folds (all when
+    None), and the ``.npz`` that keeps the aligned crops between runs."""
+
+    images: Path
+    pairs_file: Path
+    folds: int | None = None
+    cache: Path | None = None
+
+    def load(self, threads: int = 2, landmarks: str = "mesh") -> tuple[list[LfwPair], AlignedSet]:
+        """The pairs, and every image aligned through the device pipeline (or the cache)."""
+        pairs = select_folds(read_pairs(self.pairs_file, self.images), self.folds)
+        return pairs, aligned_lfw(pairs, threads, self.cache, landmarks)
+
+
 def align_lfw(
     pairs: list[LfwPair], pipeline: FacePipeline, show_progress: bool = False
 ) -> AlignedSet:
@@ -160,10 +176,6 @@ def openset_summary(identification: dict[str, Any]) -> str:
     )
 
 
-def tflite_embed_fn(embedder: FaceEmbedder) -> EmbedFn:
-    return embedder.embed_many
-
-
 def default_pipeline(num_threads: int = 2, landmarks: str = "mesh") -> FacePipeline:
     config = Config()
     config.detector.num_threads = num_threads
@@ -236,22 +248,18 @@ class Evaluation:
 def evaluate_model(
     embed: EmbedFn,
     model_path: Path,
-    lfw_dir: Path | None,
-    pairs_file: Path | None,
-    folds: int | None = None,
-    lfw_cache: Path | None = None,
+    lfw: LfwOptions | None,
     celebrity: Path | None = None,
     threads: int = 2,
     greyscale: bool = False,
     landmarks: str = "mesh",
 ) -> Evaluation:
-    """LFW verification (with ``lfw_dir`` and ``pairs_file``), open-set identification on
-    ``celebrity`` and, with both, LFW's identities as strangers to celebrity112's household."""
+    """LFW verification, open-set identification on ``celebrity`` and, with both, LFW's
+    identities as strangers to celebrity112's household."""
     evaluation = Evaluation(model_path)
     aligned: AlignedSet | None = None
-    if lfw_dir is not None and pairs_file is not None:
-        evaluation.pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
-        aligned = aligned_lfw(evaluation.pairs, threads, lfw_cache, landmarks)
+    if lfw is not None:
+        evaluation.pairs, aligned = lfw.load(threads, landmarks)
         if greyscale:
             aligned = replace(aligned, crops={p: grey(c) for p, c in aligned.crops.items()})
         evaluation.lfw, evaluation.similarities = evaluate_lfw(evaluation.pairs, aligned, embed)

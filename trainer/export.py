@@ -31,8 +31,10 @@ from device.vision.embedder import FaceEmbedder
 from device.vision.manifest import ModelManifest, file_sha256
 from device.vision.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
+from trainer.evaluate import LfwOptions, evaluate_lfw
 from trainer.import_mxnet import PROVENANCE_FILE
 from trainer.prepared import sample_crops
+from trainer.strangers import calibrate_identification
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,7 @@ class ExportOptions:
     name: str = "peephole MobileFaceNet int8"
     representative_count: int = 400
     holdout_count: int = 300
-    lfw_dir: Path | None = None
-    pairs_file: Path | None = None
-    lfw_folds: int | None = None
-    lfw_cache: Path | None = None
+    lfw: LfwOptions | None = None
     celebrity: Path | None = None
     min_cosine: float = 0.99
     max_accuracy_drop: float = 0.003
@@ -168,7 +167,7 @@ def export(options: ExportOptions) -> ExportReport:
     """The int8 file, checked against its float twin; its manifest only when it passes."""
     from trainer.model import load_keras_model
 
-    if options.celebrity is not None and options.lfw_dir is None:
+    if options.celebrity is not None and options.lfw is None:
         raise PeepholeError(
             "--celebrity needs --lfw and --pairs: LFW's identities are the strangers"
         )
@@ -197,10 +196,6 @@ def check_against_float(
     options: ExportOptions, float_path: Path, holdout: np.ndarray
 ) -> ExportReport:
     """Parity on held-out crops, speed, and with LFW accuracy and the thresholds."""
-    from trainer.evaluate import aligned_lfw, evaluate_lfw, select_folds, tflite_embed_fn
-    from trainer.lfw import read_pairs
-    from trainer.strangers import calibrate_identification
-
     mirror = options.mirror_average
     int8 = embedder_for(options.output, "int8", options.name, options.threads, mirror)
     float32 = embedder_for(
@@ -222,11 +217,10 @@ def check_against_float(
             f"int8 drifts from float: mean cosine {report.parity_cosine_mean:.4f} "
             f"< {options.min_cosine} on {len(holdout)} held-out crops"
         )
-    if options.lfw_dir is not None and options.pairs_file is not None:
-        pairs = select_folds(read_pairs(options.pairs_file, options.lfw_dir), options.lfw_folds)
-        aligned = aligned_lfw(pairs, options.threads, options.lfw_cache)
-        float_result, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(float32))
-        int8_result, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(int8))
+    if options.lfw is not None:
+        pairs, aligned = options.lfw.load(options.threads)
+        float_result, _ = evaluate_lfw(pairs, aligned, float32.embed_many)
+        int8_result, _ = evaluate_lfw(pairs, aligned, int8.embed_many)
         report.lfw_float = float_result.verification.accuracy_mean
         report.lfw_int8 = int8_result.verification.accuracy_mean
         report.verification_threshold = round(int8_result.verification.threshold, 4)

@@ -153,12 +153,10 @@ class Trainer:
         options = self.options
         if not (options.eval_every and options.lfw_dir and options.lfw_pairs):
             return None
-        from trainer.evaluate import aligned_lfw
-        from trainer.lfw import read_pairs
+        from trainer.evaluate import LfwOptions
 
-        pairs = read_pairs(Path(options.lfw_pairs), Path(options.lfw_dir))
         cache = Path(options.lfw_cache) if options.lfw_cache else None
-        return pairs, aligned_lfw(pairs, 2, cache)
+        return LfwOptions(Path(options.lfw_dir), Path(options.lfw_pairs), None, cache).load()
 
     def _steps_per_epoch(self) -> int:
         return max(1, len(self.train_set) // self.loss.batch_images)

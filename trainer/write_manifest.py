@@ -21,6 +21,8 @@ from device.errors import PeepholeError
 from device.vision.embedder import FaceEmbedder
 from device.vision.manifest import ModelManifest, file_sha256
 from device.vision.tflite import TFLiteModel
+from trainer.evaluate import LfwOptions, LfwReport, evaluate_lfw
+from trainer.strangers import calibrate_identification
 
 _QUANTIZATION = {
     np.dtype(np.float32): "float32",
@@ -68,34 +70,17 @@ def write_third_party_manifest(
     mean: float,
     std: float,
     color_order: str,
-    lfw_dir: Path,
-    pairs_file: Path,
+    lfw: LfwOptions,
     celebrity: Path | None,
-    folds: int | None = None,
     threads: int = 2,
-    lfw_cache: Path | None = None,
     mirror_average: bool = False,
-) -> tuple[ModelManifest, dict[str, object]]:
-    from trainer.evaluate import (
-        aligned_lfw,
-        evaluate_lfw,
-        select_folds,
-        tflite_embed_fn,
-    )
-    from trainer.lfw import read_pairs
-    from trainer.strangers import calibrate_identification
-
+) -> tuple[ModelManifest, LfwReport]:
+    """The manifest, written to ``output``, and the LFW report its thresholds came from."""
     draft, model = draft_manifest(model_path, name, mean, std, color_order, mirror_average)
     embedder = FaceEmbedder(model, draft, draft.sha256)
-    pairs = select_folds(read_pairs(pairs_file, lfw_dir), folds)
-    aligned = aligned_lfw(pairs, threads, lfw_cache)
-    report, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(embedder))
+    pairs, aligned = lfw.load(threads)
+    report, _ = evaluate_lfw(pairs, aligned, embedder.embed_many)
     verification = report.verification
-    facts: dict[str, object] = {
-        "lfw_accuracy": round(verification.accuracy_mean, 4),
-        "lfw_accuracy_std": round(verification.accuracy_std, 4),
-        "lfw_pairs": report.pairs,
-    }
     provenance: dict[str, object] = {
         "calibrated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "verification_threshold": "mean of the LFW fold thresholds through the device pipeline "
@@ -108,7 +93,6 @@ def write_third_party_manifest(
         identification, how = calibrate_identification(
             embedder.embed_many, celebrity, aligned.crops
         )
-        facts["identification"] = identification
         if identification.get("threshold") is not None:
             provenance["identification_threshold"] = f"trainer write-manifest: {how}"
     manifest = ModelManifest(
@@ -123,4 +107,4 @@ def write_third_party_manifest(
         }
     )
     manifest.save(output)
-    return manifest, facts
+    return manifest, report

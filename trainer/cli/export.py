@@ -7,86 +7,55 @@ from pathlib import Path
 import click
 
 from device.errors import PeepholeError
+from trainer.cli.options import (
+    activation_option,
+    lfw_options,
+    mirror_average_option,
+    path_option,
+    threads_option,
+)
+from trainer.evaluate import LfwOptions
 from trainer.export import ExportOptions, export, run_provenance
 
 
 @click.command("export-tflite")
-@click.option(
+@path_option(
     "--model",
     "model_path",
     required=True,
-    type=click.Path(path_type=Path),
     help="Trained model: a run's model.keras (or last.weights.h5).",
 )
-@click.option(
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The int8 .tflite to write; its manifest goes beside it.",
+@path_option(
+    "--output", required=True, help="The int8 .tflite to write; its manifest goes beside it."
 )
-@click.option(
-    "--crops",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A prepared folder: representative and held-out parity crops.",
+@path_option(
+    "--crops", required=True, help="A prepared folder: representative and held-out parity crops."
 )
-@click.option(
-    "--lfw",
-    "lfw_dir",
-    type=click.Path(path_type=Path),
-    help="LFW images: calibrates the threshold and checks accuracy parity.",
-)
-@click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="LFW pairs.txt")
-@click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N LFW folds.")
-@click.option(
-    "--lfw-cache",
-    type=click.Path(path_type=Path),
-    help="Keep LFW's aligned crops in this .npz for later exports.",
-)
-@click.option(
+@lfw_options(lfw_help="LFW images: calibrates the threshold and checks accuracy parity.")
+@path_option(
     "--celebrity",
-    type=click.Path(path_type=Path),
     help="celebrity112 folder: the household for the identification threshold, "
     "calibrated against LFW's identities as strangers (needs --lfw).",
 )
 @click.option("--name", default=ExportOptions.name, show_default=True)
 @click.option("--representative", "representative_count", default=400, show_default=True)
 @click.option("--holdout", "holdout_count", default=300, show_default=True)
-@click.option(
-    "--float-output", type=click.Path(path_type=Path), help="Also keep the float32 TFLite here."
-)
-@click.option(
-    "--activation",
-    type=click.Choice(["relu6", "prelu"]),
-    default="relu6",
-    show_default=True,
-    help="Only for a .weights.h5 model.",
-)
-@click.option(
-    "--mirror-average",
-    is_flag=True,
-    help="The device averages each crop's embedding with its mirror image's "
-    "(twice the embedding time); parity and thresholds are measured that way.",
-)
-@click.option("--threads", default=2, show_default=True)
+@path_option("--float-output", help="Also keep the float32 TFLite here.")
+@activation_option(help="Only for a .weights.h5 model.")
+@mirror_average_option
+@threads_option
 def command(
-    model_path: Path, output: Path, crops: Path, lfw_dir: Path | None, pairs_file: Path | None,
-    folds: int | None, lfw_cache: Path | None, celebrity: Path | None, name: str,
-    representative_count: int,
-    holdout_count: int, float_output: Path | None, activation: str, mirror_average: bool,
-    threads: int,
+    model_path: Path, output: Path, crops: Path, lfw: LfwOptions | None, celebrity: Path | None,
+    name: str, representative_count: int, holdout_count: int, float_output: Path | None,
+    activation: str, mirror_average: bool, threads: int,
 ) -> None:  # fmt: skip
     """Export int8 TFLite + manifest; fails when int8 drifts from float."""
-    if (lfw_dir is None) != (pairs_file is None):
-        raise PeepholeError("--lfw and --pairs go together")
     provenance = run_provenance(model_path)
     provenance["activation"] = provenance.get("activation", activation)
     options = ExportOptions(
         model=model_path, output=output, crops=crops, name=name,
         representative_count=representative_count, holdout_count=holdout_count,
-        lfw_dir=lfw_dir, pairs_file=pairs_file, lfw_folds=folds, lfw_cache=lfw_cache,
-        celebrity=celebrity,
-        float_output=float_output, mirror_average=mirror_average, threads=threads,
+        lfw=lfw, celebrity=celebrity, float_output=float_output, mirror_average=mirror_average, threads=threads,
         provenance=provenance,
     )  # fmt: skip
     report = export(options)

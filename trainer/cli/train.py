@@ -8,35 +8,30 @@ from pathlib import Path
 import click
 
 from device.errors import PeepholeError
+from trainer.cli.options import activation_option, lfw_options, path_option
+from trainer.evaluate import LfwOptions
 from trainer.recipes import LOSSES, PRESETS, options_from_cli
 
 
 @click.command("train")
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option(
-    "--run",
-    "run_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Run folder: log, checkpoints, final model.",
-)
+@path_option("--run", "run_dir", required=True, help="Run folder: log, checkpoints, final model.")
 @click.option(
     "--preset",
     type=click.Choice(sorted(PRESETS)),
     help="A named recipe; explicit options override it.",
 )
 @click.option("--loss", type=click.Choice(LOSSES))
-@click.option("--activation", type=click.Choice(["relu6", "prelu"]))
+@activation_option(default=None, help="The MobileFaceNet student's activation.")
 @click.option("--epochs", type=int)
 @click.option("--batch-size", type=int)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd", "rmsprop"]))
 @click.option("--lr", "learning_rate", type=float)
 @click.option("--schedule", type=click.Choice(["cosine", "step", "constant"]))
 @click.option("--warmup-epochs", type=float)
-@click.option(
+@path_option(
     "--init",
     "init_weights",
-    type=click.Path(path_type=Path),
     help="Start from these weights: a run's last.weights.h5, an exported .tflite "
     "(e.g. the shipped model) whose weights are dequantised into MobileFaceNet, or a "
     ".keras model (e.g. from trainer import-mxnet), which then is the student's network.",
@@ -56,13 +51,7 @@ from trainer.recipes import LOSSES, PRESETS, options_from_cli
     type=click.IntRange(1, 64),
     help="Without GPUs, split the CPU into this many MirroredStrategy replicas.",
 )
-@click.option(
-    "--lfw", "lfw_dir", type=click.Path(path_type=Path), help="LFW images, for the report."
-)
-@click.option("--lfw-pairs", type=click.Path(path_type=Path), help="LFW pairs.txt.")
-@click.option(
-    "--lfw-cache", type=click.Path(path_type=Path), help="Aligned LFW crops (.npz) to reuse."
-)
+@lfw_options(lfw_help="LFW images, for the report.", pairs="--lfw-pairs", folds=False)
 @click.option("--eval-every", type=int, help="Measure LFW every N steps (with --lfw).")
 @click.option(
     "--teacher-mirror",
@@ -78,11 +67,19 @@ from trainer.recipes import LOSSES, PRESETS, options_from_cli
 @click.option("--resume", is_flag=True, help="Continue from the run folder's checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
-    data: Path, run_dir: Path, preset: str | None, resume: bool, quiet: bool, **given: object
+    data: Path,
+    run_dir: Path,
+    preset: str | None,
+    resume: bool,
+    quiet: bool,
+    lfw: LfwOptions | None,
+    **given: object,
 ) -> None:
     """Train an embedder on a prepared folder (see trainer prepare / trainer teacher)."""
     if not data.is_dir():
         raise PeepholeError(f"training data folder not found: {data}")
+    if lfw is not None:
+        given.update(lfw_dir=lfw.images, lfw_pairs=lfw.pairs_file, lfw_cache=lfw.cache)
     chosen = {k: (str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None}
     chosen["progress"] = not quiet
     options = options_from_cli(str(data), str(run_dir), preset, chosen)
