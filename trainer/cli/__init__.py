@@ -58,5 +58,6 @@ def fail(message: str) -> None:
 
 
 @click.group(cls=TrainerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="peephole", message="%(prog)s %(version)s")
 def main() -> None:
     """trainer: prepare data, train, evaluate and export peephole's embedding model."""
