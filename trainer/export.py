@@ -28,13 +28,12 @@ import numpy as np
 
 from device.errors import PeepholeError
 from device.vision.embedder import FaceEmbedder
-from device.vision.manifest import ModelManifest, file_sha256
-from device.vision.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
 from trainer.evaluate import LfwOptions, evaluate_lfw
 from trainer.import_mxnet import PROVENANCE_FILE
 from trainer.prepared import sample_crops
 from trainer.strangers import calibrate_identification
+from trainer.write_manifest import draft_embedder, with_thresholds
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,6 @@ class ExportOptions:
 class ExportReport:
     int8_path: Path
     int8_bytes: int
-    embedding_size: int
     parity_cosine_mean: float
     parity_cosine_min: float
     lfw_float: float | None = None
@@ -101,24 +99,6 @@ def convert(model: Any, representative: np.ndarray | None) -> bytes:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
         return bytes(converter.convert())
-
-
-def embedder_for(
-    path: Path, quantization: str, name: str, threads: int, mirror_average: bool = False
-) -> FaceEmbedder:
-    """A device embedder for a fresh export, with a manifest built in memory."""
-    sha = file_sha256(path)
-    model = TFLiteModel(path, num_threads=threads)
-    manifest = ModelManifest(
-        name=name,
-        sha256=sha,
-        mean=MEAN,
-        std=STD,
-        quantization=quantization,
-        embedding_size=int(model.outputs[0].shape[-1]),
-        mirror_average=mirror_average,
-    )
-    return FaceEmbedder(model, manifest, sha)
 
 
 def parity(
@@ -197,15 +177,14 @@ def check_against_float(
 ) -> ExportReport:
     """Parity on held-out crops, speed, and with LFW accuracy and the thresholds."""
     mirror = options.mirror_average
-    int8 = embedder_for(options.output, "int8", options.name, options.threads, mirror)
-    float32 = embedder_for(
-        float_path, "float32", options.name + " (float)", options.threads, mirror
+    int8 = draft_embedder(options.output, options.name, MEAN, STD, "RGB", mirror, options.threads)
+    float32 = draft_embedder(
+        float_path, options.name + " (float)", MEAN, STD, "RGB", mirror, options.threads
     )
     cosines = parity(float32, int8, holdout)
     report = ExportReport(
         int8_path=options.output,
         int8_bytes=options.output.stat().st_size,
-        embedding_size=int8.embedding_size,
         parity_cosine_mean=float(cosines.mean()),
         parity_cosine_min=float(cosines.min()),
     )
@@ -265,19 +244,10 @@ def write_manifest(options: ExportOptions, report: ExportReport) -> Path:
     identification = report.identification
     if identification.get("threshold") is not None:
         provenance["identification_threshold"] = report.identification_provenance
-    manifest = ModelManifest(
-        name=options.name,
-        sha256=file_sha256(options.output),
-        mean=MEAN,
-        std=STD,
-        quantization="int8",
-        embedding_size=report.embedding_size,
-        mirror_average=options.mirror_average,
-        verification_threshold=report.verification_threshold,
-        identification_threshold=identification.get("threshold"),
-        identification_far_target=identification.get("far_target") if identification else None,
-        provenance=provenance,
-    )
+    draft = draft_embedder(
+        options.output, options.name, MEAN, STD, mirror_average=options.mirror_average
+    ).manifest
+    manifest = with_thresholds(draft, report.verification_threshold, identification, provenance)
     path = options.output.with_suffix(".json")
     manifest.save(path)
     return path

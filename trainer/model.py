@@ -49,6 +49,14 @@ def _activate(x: keras.KerasTensor, activation: Activation, name: str) -> keras.
     return layers.ReLU(max_value=6.0, name=f"{name}_relu6")(x)
 
 
+def _batch_norm(
+    x: keras.KerasTensor, name: str, activation: Activation | None
+) -> keras.KerasTensor:
+    """Batch norm after every conv, then the activation (none for linear layers)."""
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return _activate(x, activation, name) if activation else x
+
+
 def _conv_bn(
     x: keras.KerasTensor,
     filters: int,
@@ -67,8 +75,7 @@ def _conv_bn(
         kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    return _activate(x, activation, name) if activation else x
+    return _batch_norm(x, name, activation)
 
 
 def _depthwise_bn(
@@ -82,8 +89,7 @@ def _depthwise_bn(
     x = layers.DepthwiseConv2D(
         kernel, strides=stride, padding=padding, use_bias=False, name=f"{name}_dw"
     )(x)
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    return _activate(x, activation, name) if activation else x
+    return _batch_norm(x, name, activation)
 
 
 def _bottleneck(

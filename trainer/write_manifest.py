@@ -13,7 +13,9 @@ for one household's gallery on the device and writes nothing.
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,16 +33,18 @@ _QUANTIZATION = {
 }
 
 
-def draft_manifest(
+def draft_embedder(
     model_path: Path,
     name: str,
     mean: float,
     std: float,
-    color_order: str,
+    color_order: str = "RGB",
     mirror_average: bool = False,
-) -> tuple[ModelManifest, TFLiteModel]:
-    """A manifest without thresholds, checked against the model it describes."""
-    model = TFLiteModel(model_path, num_threads=1)
+    threads: int = 1,
+) -> FaceEmbedder:
+    """A device embedder for a model file, its manifest (without thresholds) checked
+    against the file; for a third-party model and for a fresh export alike."""
+    model = TFLiteModel(model_path, num_threads=threads)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise PeepholeError(f"{model_path}: an embedder has one input and one output")
     shape = model.inputs[0].shape
@@ -60,7 +64,24 @@ def draft_manifest(
         mirror_average=mirror_average,
     )
     manifest.validate(model_path)
-    return manifest, model
+    return FaceEmbedder(model, manifest, manifest.sha256)
+
+
+def with_thresholds(
+    draft: ModelManifest,
+    verification_threshold: float | None,
+    identification: dict[str, Any],
+    provenance: dict[str, Any],
+) -> ModelManifest:
+    """The draft with its calibrated thresholds (``identification``: from
+    ``calibrate_identification``, empty without celebrity112) and how they were found."""
+    return replace(
+        draft,
+        verification_threshold=verification_threshold,
+        identification_threshold=identification.get("threshold"),
+        identification_far_target=identification.get("far_target") if identification else None,
+        provenance=provenance,
+    )
 
 
 def write_third_party_manifest(
@@ -76,35 +97,26 @@ def write_third_party_manifest(
     mirror_average: bool = False,
 ) -> tuple[ModelManifest, LfwReport]:
     """The manifest, written to ``output``, and the LFW report its thresholds came from."""
-    draft, model = draft_manifest(model_path, name, mean, std, color_order, mirror_average)
-    embedder = FaceEmbedder(model, draft, draft.sha256)
+    embedder = draft_embedder(model_path, name, mean, std, color_order, mirror_average)
     pairs, aligned = lfw.load(threads)
     report, _ = evaluate_lfw(pairs, aligned, embedder.embed_many)
     verification = report.verification
-    provenance: dict[str, object] = {
+    provenance: dict[str, Any] = {
         "calibrated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
         "verification_threshold": "mean of the LFW fold thresholds through the device pipeline "
         f"(trainer write-manifest): LFW {100 * verification.accuracy_mean:.2f}% "
         f"+- {100 * verification.accuracy_std:.2f} on {report.pairs} pairs",
         "note": "third-party model: licence and training data are the supplier's",
     }
-    identification: dict[str, object] = {}
+    identification: dict[str, Any] = {}
     if celebrity is not None:
         identification, how = calibrate_identification(
             embedder.embed_many, celebrity, aligned.crops
         )
         if identification.get("threshold") is not None:
             provenance["identification_threshold"] = f"trainer write-manifest: {how}"
-    manifest = ModelManifest(
-        **{
-            **draft.__dict__,
-            "verification_threshold": round(verification.threshold, 4),
-            "identification_threshold": identification.get("threshold"),
-            "identification_far_target": identification.get("far_target")
-            if identification
-            else None,
-            "provenance": provenance,
-        }
+    manifest = with_thresholds(
+        embedder.manifest, round(verification.threshold, 4), identification, provenance
     )
     manifest.save(output)
     return manifest, report

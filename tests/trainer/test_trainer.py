@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,9 @@ try:
     import tensorflow as tf
 except ImportError:
     missing("the trainer extra (TensorFlow) is not installed: scripts/setup-venv.sh trainer")
+
+if TYPE_CHECKING:
+    from trainer.export import ExportReport
 
 pytestmark = pytest.mark.trainer
 
@@ -67,18 +71,25 @@ def trained(handful: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run / "model.keras"
 
 
+def _export(trained: Path, handful: Path, output: Path, **options: Any) -> ExportReport:
+    """The trained model exported on the handful's crops (no latency profile)."""
+    from trainer.export import ExportOptions, export
+
+    return export(
+        ExportOptions(model=trained, output=output, crops=handful, profile=False, **options)
+    )
+
+
 def test_int8_export_loads_in_the_device_embedder(
     trained: Path, handful: Path, tmp_path: Path
 ) -> None:
-    from trainer.export import ExportOptions, export
     from trainer.prepared import sample_crops
 
     output = tmp_path / "student_int8.tflite"
-    options = ExportOptions(
-        model=trained, output=output, crops=handful, representative_count=24,
-        holdout_count=16, profile=False, mirror_average=True, provenance={"activation": "relu6"},
+    report = _export(
+        trained, handful, output, representative_count=24, holdout_count=16,
+        mirror_average=True, provenance={"activation": "relu6"},
     )  # fmt: skip
-    report = export(options)
     assert report.failures == [], report.failures
     assert report.parity_cosine_mean >= 0.99
     assert 0.5e6 < report.int8_bytes < 4e6
@@ -97,14 +108,10 @@ def test_int8_export_loads_in_the_device_embedder(
 def test_export_fails_and_writes_no_manifest_when_parity_fails(
     trained: Path, handful: Path, tmp_path: Path
 ) -> None:
-    from trainer.export import ExportOptions, export
-
     output = tmp_path / "strict_int8.tflite"
-    options = ExportOptions(
-        model=trained, output=output, crops=handful, representative_count=8,
-        holdout_count=4, min_cosine=1.01, profile=False,
-    )  # fmt: skip
-    report = export(options)
+    report = _export(
+        trained, handful, output, representative_count=8, holdout_count=4, min_cosine=1.01
+    )
     assert report.failures and "mean cosine" in report.failures[0]
     assert not output.with_suffix(".json").exists()
     with pytest.raises(PeepholeError):
@@ -116,16 +123,10 @@ def test_export_leaves_no_temporary_files(
 ) -> None:
     import tempfile
 
-    from trainer.export import ExportOptions, export
-
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    options = ExportOptions(
-        model=trained, output=tmp_path / "int8.tflite", crops=handful, representative_count=8,
-        holdout_count=4, profile=False,
-    )  # fmt: skip
-    export(options)
+    _export(trained, handful, tmp_path / "int8.tflite", representative_count=8, holdout_count=4)
     assert list(scratch.iterdir()) == []
 
 

@@ -7,26 +7,19 @@ from pathlib import Path
 import click
 
 from device.errors import ModelError
+from trainer.cli.options import path_option
 from trainer.import_mxnet import import_mxnet
 from trainer.prepared import sample_crops
 
 
 @click.command("import-mxnet")
-@click.option(
-    "--symbol", required=True, type=click.Path(path_type=Path), help="The MXNet -symbol.json."
+@path_option("--symbol", required=True, help="The MXNet -symbol.json.")
+@path_option("--params", required=True, help="The MXNet .params.")
+@path_option(
+    "--output", required=True, help="The .keras model to write (with provenance.json beside it)."
 )
-@click.option("--params", required=True, type=click.Path(path_type=Path), help="The MXNet .params.")
-@click.option(
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The .keras model to write (with provenance.json beside it).",
-)
-@click.option(
-    "--crops",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A prepared folder: real aligned crops for the parity check.",
+@path_option(
+    "--crops", required=True, help="A prepared folder: real aligned crops for the parity check."
 )
 @click.option("--count", default=64, show_default=True, help="Crops to check parity on.")
 @click.option(

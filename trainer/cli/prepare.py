@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
+from trainer.cli.options import Command, path_option, threads_option
 from trainer.prepare import (
     PrepareOptions,
     PrepareReport,
@@ -18,84 +21,42 @@ from trainer.prepared import REPORT_CSV, REPORT_JSON
 DEFAULTS = PrepareOptions()
 
 
+def rule_option(flag: str, help: str) -> Callable[[Command], Command]:
+    """A cleaning rule's option, defaulting to ``PrepareOptions``' field of the same name."""
+    default = getattr(DEFAULTS, flag.removeprefix("--").replace("-", "_"))
+    return click.option(flag, default=default, show_default=True, help=help)
+
+
 @click.command("prepare")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option(
-    "--min-score",
-    default=DEFAULTS.min_score,
-    show_default=True,
-    help="Drop faces the detector is less sure of.",
-)
-@click.option(
-    "--min-sharpness",
-    default=DEFAULTS.min_sharpness,
-    show_default=True,
-    help="Drop crops whose Laplacian variance is lower (blur).",
-)
-@click.option(
-    "--min-images",
-    default=DEFAULTS.min_images,
-    show_default=True,
-    help="Drop identities with fewer kept images.",
-)
-@click.option(
-    "--max-centre-distance",
-    default=DEFAULTS.max_centre_distance,
-    show_default=True,
-    help="Drop samples farther (1 - cosine) from their centre.",
-)
-@click.option(
-    "--duplicate-similarity",
-    default=DEFAULTS.duplicate_similarity,
-    show_default=True,
-    help="Report identity pairs whose centres are closer.",
-)
+@rule_option("--min-score", "Drop faces the detector is less sure of.")
+@rule_option("--min-sharpness", "Drop crops whose Laplacian variance is lower (blur).")
+@rule_option("--min-images", "Drop identities with fewer kept images.")
+@rule_option("--max-centre-distance", "Drop samples farther (1 - cosine) from their centre.")
+@rule_option("--duplicate-similarity", "Report identity pairs whose centres are closer.")
 @click.option("--merge-duplicates", is_flag=True, help="Merge probable duplicate identities.")
-@click.option(
+@path_option(
     "--embedder",
     "embedder_path",
-    type=click.Path(path_type=Path),
     help="TFLite embedder (with manifest) for the outlier/duplicate rules "
     "[default: the shipped model].",
 )
-@click.option(
-    "--embedder-manifest",
-    type=click.Path(path_type=Path),
-    help="The embedder's manifest [default: beside the model].",
-)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="Device config whose [detector] settings to use.",
-)
-@click.option("--threads", default=2, show_default=True, help="TFLite threads.")
+@path_option("--embedder-manifest", help="The embedder's manifest [default: beside the model].")
+@path_option("--config", "config_path", help="Device config whose [detector] settings to use.")
+@threads_option
 def command(
     src: Path,
     dst: Path,
-    min_score: float,
-    min_sharpness: float,
-    min_images: int,
-    max_centre_distance: float,
-    duplicate_similarity: float,
-    merge_duplicates: bool,
     embedder_path: Path | None,
     embedder_manifest: Path | None,
     config_path: Path | None,
     threads: int,
+    **rules: Any,
 ) -> None:
     """Align SRC (a folder per identity, or a flat folder) into clean crops in DST."""
-    options = PrepareOptions(
-        min_score=min_score,
-        min_sharpness=min_sharpness,
-        min_images=min_images,
-        max_centre_distance=max_centre_distance,
-        duplicate_similarity=duplicate_similarity,
-        merge_duplicates=merge_duplicates,
-        progress=True,
-    )
-    pipeline = detection_pipeline(config_path, threads, min_score)
+    options = PrepareOptions(**rules, progress=True)
+    pipeline = detection_pipeline(config_path, threads, options.min_score)
     embedder = default_embedder(embedder_path, embedder_manifest, threads)
     _echo_summary(prepare(src, dst, options, pipeline, embedder))
 
