@@ -2,8 +2,9 @@
 library module of the same name (``trainer.cli.train`` over ``trainer.train``, ...).
 
 A command's module is imported only when that command runs (or ``--help`` lists it),
-and the library modules load TensorFlow only inside the functions that need it, so
-``trainer evaluate`` on a device model (numpy metrics) never loads it.
+and the modules that import TensorFlow (train, losses, model, data, views, mxnet_keras)
+only inside the functions that need them, so ``trainer evaluate`` on a device model
+(numpy metrics) never loads it.
 """
 
 from __future__ import annotations
