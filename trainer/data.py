@@ -61,7 +61,8 @@ def normalise(images: tf.Tensor) -> tf.Tensor:
     return (tf.cast(images, tf.float32) - MEAN) / STD
 
 
-def _blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+    """A 5x5 Gaussian blur of one float crop (focus blur; also in ``trainer.views``)."""
     offsets = tf.range(-2, 3, dtype=tf.float32)
     weights = tf.exp(-0.5 * tf.square(offsets / sigma))
     weights = weights / tf.reduce_sum(weights)
@@ -80,7 +81,9 @@ def augment(image: tf.Tensor, max_shift: int = 4, blur_probability: float = 0.2)
     x = tf.image.random_brightness(x, 0.2 * 255.0)
     x = tf.image.random_contrast(x, 0.7, 1.3)
     sigma = tf.random.uniform([], 0.5, 1.5)
-    x = tf.cond(tf.random.uniform([]) < blur_probability, lambda: _blur(x, sigma), lambda: x)
+    x = tf.cond(
+        tf.random.uniform([]) < blur_probability, lambda: gaussian_blur(x, sigma), lambda: x
+    )
     padded = tf.pad(x[tf.newaxis], [[0, 0], [max_shift] * 2, [max_shift] * 2, [0, 0]], "REFLECT")
     x = tf.image.random_crop(padded[0], [112, 112, 3])
     return tf.clip_by_value(x, 0.0, 255.0)

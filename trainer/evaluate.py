@@ -1,14 +1,15 @@
-"""``trainer evaluate``: LFW 10-fold verification through the device pipeline.
+"""A model judged through the device pipeline: LFW 10-fold verification, open-set
+identification on celebrity112, and LFW's identities as strangers (``trainer evaluate``).
 
 This module must not import TensorFlow: a device-side model is evaluated with
-the device's own code. (A Keras checkpoint is embedded by trainer code that
-plugs in its own ``embed`` function.)
+the device's own code. (A Keras checkpoint is embedded by ``trainer.model``, imported
+only for one.)
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,12 @@ import cv2
 import numpy as np
 
 from device.config import Config
+from device.errors import PeepholeError
 from device.vision.embedder import FaceEmbedder
 from device.vision.pipeline import FacePipeline
-from trainer.lfw import AlignedSet, EmbedFn, LfwPair, align_images, pair_similarities
+from trainer.lfw import AlignedSet, EmbedFn, LfwPair, align_images, pair_similarities, read_pairs
 from trainer.metrics import VerificationResult, kfold_verification, roc_curve
+from trainer.strangers import StrangerReport, calibrate_strangers, celebrity_openset
 
 # Open-set identification on celebrity112, as the manifests' identification threshold is
 # calibrated: at most 1% of strangers named, with the device's default match margin.
@@ -43,6 +46,22 @@ class LfwReport:
 
 def select_folds(pairs: list[LfwPair], folds: int | None) -> list[LfwPair]:
     return pairs if folds is None else [p for p in pairs if p.fold < folds]
+
+
+@dataclass(frozen=True)
+class LfwOptions:
+    """Which LFW to measure on: its images, pairs.txt, the first ``folds`` folds (all when
+    None), and the ``.npz`` that keeps the aligned crops between runs."""
+
+    images: Path
+    pairs_file: Path
+    folds: int | None = None
+    cache: Path | None = None
+
+    def load(self, threads: int = 2, landmarks: str = "mesh") -> tuple[list[LfwPair], AlignedSet]:
+        """The pairs, and every image aligned through the device pipeline (or the cache)."""
+        pairs = select_folds(read_pairs(self.pairs_file, self.images), self.folds)
+        return pairs, aligned_lfw(pairs, threads, self.cache, landmarks)
 
 
 def align_lfw(
@@ -157,10 +176,6 @@ def openset_summary(identification: dict[str, Any]) -> str:
     )
 
 
-def tflite_embed_fn(embedder: FaceEmbedder) -> EmbedFn:
-    return embedder.embed_many
-
-
 def default_pipeline(num_threads: int = 2, landmarks: str = "mesh") -> FacePipeline:
     config = Config()
     config.detector.num_threads = num_threads
@@ -187,3 +202,69 @@ class _Progress:
 
     def close(self) -> None:
         print(file=sys.stderr)
+
+
+def grey(crop: np.ndarray) -> np.ndarray:
+    """An RGB crop as a three-channel grey image."""
+    luma = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    return np.repeat(luma[:, :, np.newaxis], 3, axis=2)
+
+
+def model_embed_fn(
+    model_path: Path, manifest_path: Path | None, activation: str, threads: int
+) -> EmbedFn:
+    """Embedding function for a device model (.tflite) or a Keras checkpoint (needs TensorFlow)."""
+    if model_path.suffix == ".tflite":
+        return FaceEmbedder.from_files(model_path, manifest_path, num_threads=threads).embed_many
+    if model_path.suffix == ".keras" or model_path.name.endswith(".weights.h5"):
+        from trainer.model import keras_embed_fn, load_keras_model
+
+        return keras_embed_fn(load_keras_model(model_path, activation))
+    raise PeepholeError(f"{model_path}: expected a .tflite model, a .keras model or a .weights.h5")
+
+
+@dataclass
+class Evaluation:
+    """What ``evaluate_model`` measured; ``as_dict`` is the command's ``--json`` report."""
+
+    model: Path
+    pairs: list[LfwPair] = field(default_factory=list)
+    lfw: LfwReport | None = None
+    similarities: np.ndarray | None = None
+    identification: dict[str, Any] | None = None
+    strangers: StrangerReport | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        full: dict[str, Any] = {"model": str(self.model)}
+        if self.lfw is not None:
+            full["lfw"] = asdict(self.lfw)
+        if self.identification is not None:
+            full["identification"] = self.identification
+        if self.strangers is not None:
+            full["strangers"] = self.strangers.as_dict()
+        return full
+
+
+def evaluate_model(
+    embed: EmbedFn,
+    model_path: Path,
+    lfw: LfwOptions | None,
+    celebrity: Path | None = None,
+    threads: int = 2,
+    greyscale: bool = False,
+    landmarks: str = "mesh",
+) -> Evaluation:
+    """LFW verification, open-set identification on ``celebrity`` and, with both, LFW's
+    identities as strangers to celebrity112's household."""
+    evaluation = Evaluation(model_path)
+    aligned: AlignedSet | None = None
+    if lfw is not None:
+        evaluation.pairs, aligned = lfw.load(threads, landmarks)
+        if greyscale:
+            aligned = replace(aligned, crops={p: grey(c) for p, c in aligned.crops.items()})
+        evaluation.lfw, evaluation.similarities = evaluate_lfw(evaluation.pairs, aligned, embed)
+    if celebrity is not None:
+        evaluation.identification = celebrity_openset(embed, celebrity)
+        if aligned is not None:
+            evaluation.strangers = calibrate_strangers(embed, celebrity, aligned.crops)
+    return evaluation

@@ -20,21 +20,20 @@ from __future__ import annotations
 import datetime
 import json
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
 from device.errors import PeepholeError
 from device.vision.embedder import FaceEmbedder
-from device.vision.manifest import ModelManifest, file_sha256
-from device.vision.tflite import TFLiteModel
 from trainer.constants import INPUT_SIZE, MEAN, STD, normalise_pixels
+from trainer.evaluate import LfwOptions, evaluate_lfw
 from trainer.import_mxnet import PROVENANCE_FILE
 from trainer.prepared import sample_crops
+from trainer.strangers import calibrate_identification
+from trainer.write_manifest import draft_embedder, with_thresholds
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,7 @@ class ExportOptions:
     name: str = "peephole MobileFaceNet int8"
     representative_count: int = 400
     holdout_count: int = 300
-    lfw_dir: Path | None = None
-    pairs_file: Path | None = None
-    lfw_folds: int | None = None
-    lfw_cache: Path | None = None
+    lfw: LfwOptions | None = None
     celebrity: Path | None = None
     min_cosine: float = 0.99
     max_accuracy_drop: float = 0.003
@@ -63,14 +59,11 @@ class ExportOptions:
 @dataclass
 class ExportReport:
     int8_path: Path
-    float_path: Path
     int8_bytes: int
-    embedding_size: int
     parity_cosine_mean: float
     parity_cosine_min: float
     lfw_float: float | None = None
     lfw_int8: float | None = None
-    lfw_int8_std: float | None = None
     verification_threshold: float | None = None
     identification: dict[str, Any] = field(default_factory=dict)
     identification_provenance: str = ""
@@ -78,43 +71,6 @@ class ExportReport:
     profile_float: GraphProfile | None = None
     manifest_path: Path | None = None
     failures: list[str] = field(default_factory=list)
-
-
-def load_keras_model(path: Path, activation: str = "relu6") -> Any:
-    """A ``.keras`` model, or a run's ``.weights.h5`` loaded into a fresh MobileFaceNet."""
-    import keras
-
-    from trainer.model import build_mobilefacenet
-
-    if not path.is_file():
-        raise PeepholeError(f"model not found: {path}")
-    if path.name.endswith(".weights.h5"):
-        model = build_mobilefacenet(activation)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Keras warns per layer before it raises
-            try:
-                model.load_weights(path)
-            except ValueError:
-                raise PeepholeError(
-                    f"{path}: these weights do not fit a MobileFaceNet with {activation} "
-                    "(wrong --activation?)"
-                ) from None
-        return model
-    if path.suffix != ".keras":
-        raise PeepholeError(f"{path}: expected a .keras model or a .weights.h5 checkpoint")
-    return keras.models.load_model(path, compile=False)
-
-
-def keras_embed_fn(model: Any) -> Any:
-    """Embed aligned RGB uint8 crops with a Keras MobileFaceNet, normalised like the device."""
-
-    def embed(crops: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(
-            model.predict(normalise_pixels(crops), batch_size=64, verbose=0), dtype=np.float32
-        )
-        return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-
-    return embed
 
 
 def convert(model: Any, representative: np.ndarray | None) -> bytes:
@@ -143,24 +99,6 @@ def convert(model: Any, representative: np.ndarray | None) -> bytes:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
         return bytes(converter.convert())
-
-
-def embedder_for(
-    path: Path, quantization: str, name: str, threads: int, mirror_average: bool = False
-) -> FaceEmbedder:
-    """A device embedder for a fresh export, with a manifest built in memory."""
-    sha = file_sha256(path)
-    model = TFLiteModel(path, num_threads=threads)
-    manifest = ModelManifest(
-        name=name,
-        sha256=sha,
-        mean=MEAN,
-        std=STD,
-        quantization=quantization,
-        embedding_size=int(model.outputs[0].shape[-1]),
-        mirror_average=mirror_average,
-    )
-    return FaceEmbedder(model, manifest, sha)
 
 
 def parity(
@@ -206,11 +144,10 @@ def profile_graph(path: Path, runs: int = 100) -> GraphProfile:
 
 
 def export(options: ExportOptions) -> ExportReport:
-    from trainer.evaluate import aligned_lfw, evaluate_lfw, select_folds, tflite_embed_fn
-    from trainer.lfw import read_pairs
-    from trainer.strangers import calibrate_identification
+    """The int8 file, checked against its float twin; its manifest only when it passes."""
+    from trainer.model import load_keras_model
 
-    if options.celebrity is not None and options.lfw_dir is None:
+    if options.celebrity is not None and options.lfw is None:
         raise PeepholeError(
             "--celebrity needs --lfw and --pairs: LFW's identities are the strangers"
         )
@@ -226,21 +163,28 @@ def export(options: ExportOptions) -> ExportReport:
 
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_bytes(convert(model, representative))
-    workdir = Path(tempfile.mkdtemp(prefix="export-"))
-    float_path = options.float_output or workdir / "float32.tflite"
-    float_path.write_bytes(convert(model, None))
+    with tempfile.TemporaryDirectory(prefix="export-") as workdir:
+        float_path = options.float_output or Path(workdir) / "float32.tflite"
+        float_path.write_bytes(convert(model, None))
+        report = check_against_float(options, float_path, holdout)
+    if not report.failures:
+        report.manifest_path = write_manifest(options, report)
+    return report
 
+
+def check_against_float(
+    options: ExportOptions, float_path: Path, holdout: np.ndarray
+) -> ExportReport:
+    """Parity on held-out crops, speed, and with LFW accuracy and the thresholds."""
     mirror = options.mirror_average
-    int8 = embedder_for(options.output, "int8", options.name, options.threads, mirror)
-    float32 = embedder_for(
-        float_path, "float32", options.name + " (float)", options.threads, mirror
+    int8 = draft_embedder(options.output, options.name, MEAN, STD, "RGB", mirror, options.threads)
+    float32 = draft_embedder(
+        float_path, options.name + " (float)", MEAN, STD, "RGB", mirror, options.threads
     )
     cosines = parity(float32, int8, holdout)
     report = ExportReport(
         int8_path=options.output,
-        float_path=float_path,
         int8_bytes=options.output.stat().st_size,
-        embedding_size=int8.embedding_size,
         parity_cosine_mean=float(cosines.mean()),
         parity_cosine_min=float(cosines.min()),
     )
@@ -252,14 +196,12 @@ def export(options: ExportOptions) -> ExportReport:
             f"int8 drifts from float: mean cosine {report.parity_cosine_mean:.4f} "
             f"< {options.min_cosine} on {len(holdout)} held-out crops"
         )
-    if options.lfw_dir is not None and options.pairs_file is not None:
-        pairs = select_folds(read_pairs(options.pairs_file, options.lfw_dir), options.lfw_folds)
-        aligned = aligned_lfw(pairs, options.threads, options.lfw_cache)
-        float_result, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(float32))
-        int8_result, _ = evaluate_lfw(pairs, aligned, tflite_embed_fn(int8))
+    if options.lfw is not None:
+        pairs, aligned = options.lfw.load(options.threads)
+        float_result, _ = evaluate_lfw(pairs, aligned, float32.embed_many)
+        int8_result, _ = evaluate_lfw(pairs, aligned, int8.embed_many)
         report.lfw_float = float_result.verification.accuracy_mean
         report.lfw_int8 = int8_result.verification.accuracy_mean
-        report.lfw_int8_std = int8_result.verification.accuracy_std
         report.verification_threshold = round(int8_result.verification.threshold, 4)
         if report.lfw_float - report.lfw_int8 > options.max_accuracy_drop:
             report.failures.append(
@@ -270,8 +212,6 @@ def export(options: ExportOptions) -> ExportReport:
             report.identification, report.identification_provenance = calibrate_identification(
                 int8.embed_many, options.celebrity, aligned.crops
             )
-    if not report.failures:
-        report.manifest_path = write_manifest(options, report)
     return report
 
 
@@ -304,122 +244,13 @@ def write_manifest(options: ExportOptions, report: ExportReport) -> Path:
     identification = report.identification
     if identification.get("threshold") is not None:
         provenance["identification_threshold"] = report.identification_provenance
-    manifest = ModelManifest(
-        name=options.name,
-        sha256=file_sha256(options.output),
-        mean=MEAN,
-        std=STD,
-        quantization="int8",
-        embedding_size=report.embedding_size,
-        mirror_average=options.mirror_average,
-        verification_threshold=report.verification_threshold,
-        identification_threshold=identification.get("threshold"),
-        identification_far_target=identification.get("far_target") if identification else None,
-        provenance=provenance,
-    )
+    draft = draft_embedder(
+        options.output, options.name, MEAN, STD, mirror_average=options.mirror_average
+    ).manifest
+    manifest = with_thresholds(draft, report.verification_threshold, identification, provenance)
     path = options.output.with_suffix(".json")
     manifest.save(path)
     return path
-
-
-def register(group: click.Group) -> None:
-    @group.command("export-tflite")
-    @click.option(
-        "--model",
-        "model_path",
-        required=True,
-        type=click.Path(path_type=Path),
-        help="Trained model: a run's model.keras (or last.weights.h5).",
-    )
-    @click.option(
-        "--output",
-        required=True,
-        type=click.Path(path_type=Path),
-        help="The int8 .tflite to write; its manifest goes beside it.",
-    )
-    @click.option(
-        "--crops",
-        required=True,
-        type=click.Path(path_type=Path),
-        help="A prepared folder: representative and held-out parity crops.",
-    )
-    @click.option(
-        "--lfw",
-        "lfw_dir",
-        type=click.Path(path_type=Path),
-        help="LFW images: calibrates the threshold and checks accuracy parity.",
-    )
-    @click.option("--pairs", "pairs_file", type=click.Path(path_type=Path), help="LFW pairs.txt")
-    @click.option("--folds", type=click.IntRange(2, 10), help="Use only the first N LFW folds.")
-    @click.option(
-        "--lfw-cache",
-        type=click.Path(path_type=Path),
-        help="Keep LFW's aligned crops in this .npz for later exports.",
-    )
-    @click.option(
-        "--celebrity",
-        type=click.Path(path_type=Path),
-        help="celebrity112 folder: the household for the identification threshold, "
-        "calibrated against LFW's identities as strangers (needs --lfw).",
-    )
-    @click.option("--name", default=ExportOptions.name, show_default=True)
-    @click.option("--representative", "representative_count", default=400, show_default=True)
-    @click.option("--holdout", "holdout_count", default=300, show_default=True)
-    @click.option(
-        "--float-output", type=click.Path(path_type=Path), help="Also keep the float32 TFLite here."
-    )
-    @click.option(
-        "--activation",
-        type=click.Choice(["relu6", "prelu"]),
-        default="relu6",
-        show_default=True,
-        help="Only for a .weights.h5 model.",
-    )
-    @click.option(
-        "--mirror-average",
-        is_flag=True,
-        help="The device averages each crop's embedding with its mirror image's "
-        "(twice the embedding time); parity and thresholds are measured that way.",
-    )
-    @click.option("--threads", default=2, show_default=True)
-    def export_command(
-        model_path: Path, output: Path, crops: Path, lfw_dir: Path | None, pairs_file: Path | None,
-        folds: int | None, lfw_cache: Path | None, celebrity: Path | None, name: str,
-        representative_count: int,
-        holdout_count: int, float_output: Path | None, activation: str, mirror_average: bool,
-        threads: int,
-    ) -> None:  # fmt: skip
-        """Export int8 TFLite + manifest; fails when int8 drifts from float."""
-        if (lfw_dir is None) != (pairs_file is None):
-            raise PeepholeError("--lfw and --pairs go together")
-        provenance = run_provenance(model_path)
-        provenance["activation"] = provenance.get("activation", activation)
-        options = ExportOptions(
-            model=model_path, output=output, crops=crops, name=name,
-            representative_count=representative_count, holdout_count=holdout_count,
-            lfw_dir=lfw_dir, pairs_file=pairs_file, lfw_folds=folds, lfw_cache=lfw_cache,
-            celebrity=celebrity,
-            float_output=float_output, mirror_average=mirror_average, threads=threads,
-            provenance=provenance,
-        )  # fmt: skip
-        report = export(options)
-        click.echo(f"int8 model: {report.int8_path} ({report.int8_bytes / 1e6:.2f} MB)")
-        click.echo(
-            f"parity: mean cosine {report.parity_cosine_mean:.4f}, min {report.parity_cosine_min:.4f}"
-        )
-        if report.lfw_int8 is not None and report.lfw_float is not None:
-            click.echo(
-                f"LFW: int8 {100 * report.lfw_int8:.2f}% float {100 * report.lfw_float:.2f}% "
-                f"threshold {report.verification_threshold}"
-            )
-        if report.profile_int8 and report.profile_float:
-            click.echo(f"int8: {report.profile_int8.line()}")
-            click.echo(f"float32: {report.profile_float.line()}")
-        if report.identification:
-            click.echo(f"identification: {report.identification_provenance}")
-        if report.failures:
-            raise PeepholeError("parity check failed: " + "; ".join(report.failures))
-        click.echo(f"manifest: {report.manifest_path}")
 
 
 def run_provenance(model_path: Path) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""``trainer import-mxnet``: pretrained MXNet weights to a Keras model, checked for parity.
+"""Pretrained MXNet weights to a Keras model, checked for parity.
 
 The Keras replica is compared with the numpy forward pass of the same files
-(``trainer.mxnet_import.numpy_forward``, written apart from the Keras builder) on
+(``trainer.mxnet_graph.numpy_forward``, written apart from the Keras builder) on
 real aligned crops; the command fails below ``min_cosine``. The saved ``.keras``
 model is what ``export-tflite`` converts, ``train --init`` starts from and
 ``train --teacher`` runs online. A ``provenance.json`` beside it names the source
@@ -16,14 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
 from device.errors import ModelError
 from device.vision.manifest import file_sha256
 from trainer.constants import normalise_pixels
-from trainer.mxnet_import import MxnetNetwork, numpy_forward
-from trainer.prepared import sample_crops
+from trainer.mxnet_graph import MxnetNetwork, numpy_forward
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -89,50 +87,3 @@ def import_mxnet(
     }
     (output.parent / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
     return report
-
-
-def register(group: click.Group) -> None:
-    @group.command("import-mxnet")
-    @click.option(
-        "--symbol", required=True, type=click.Path(path_type=Path), help="The MXNet -symbol.json."
-    )
-    @click.option(
-        "--params", required=True, type=click.Path(path_type=Path), help="The MXNet .params."
-    )
-    @click.option(
-        "--output",
-        required=True,
-        type=click.Path(path_type=Path),
-        help="The .keras model to write (with provenance.json beside it).",
-    )
-    @click.option(
-        "--crops",
-        required=True,
-        type=click.Path(path_type=Path),
-        help="A prepared folder: real aligned crops for the parity check.",
-    )
-    @click.option("--count", default=64, show_default=True, help="Crops to check parity on.")
-    @click.option(
-        "--licence",
-        required=True,
-        help="The weights' licence, recorded in the manifest and the model card (e.g. MIT).",
-    )
-    @click.option("--min-cosine", default=0.9999, show_default=True)
-    def import_command(
-        symbol: Path, params: Path, output: Path, crops: Path, count: int, licence: str,
-        min_cosine: float,
-    ) -> None:  # fmt: skip
-        """Import pretrained MXNet weights (no MXNet needed); fails without parity."""
-        if output.suffix != ".keras":
-            raise ModelError(f"{output}: the output is a .keras model")
-        report = import_mxnet(
-            symbol, params, output, sample_crops(crops, count, seed=0), licence, min_cosine
-        )
-        click.echo(
-            f"imported {report.parameters:,} parameters, {report.embedding_size}-d embedding"
-        )
-        click.echo(
-            f"parity: min cosine {report.parity_cosine_min:.7f}, "
-            f"mean {report.parity_cosine_mean:.7f} on {report.crops} crops"
-        )
-        click.echo(f"model: {report.output}")

@@ -1,11 +1,27 @@
-"""Training objectives: ArcFace, FaceNet triplet with online semi-hard mining, distillation."""
+"""Training objectives: ArcFace, FaceNet triplet with online semi-hard mining, distillation.
+
+The loss functions are plain tensors in, a scalar out. ``Loss`` is what a run trains
+with: one object per objective, sharing one interface (as InsightFace's arcface_torch
+``losses.py``), chosen once from the options by ``make_loss``; it says which batches
+it needs, scores a batch with the student, and owns what trains or runs beside the
+student (the ArcFace head, the online teacher).
+"""
 
 from __future__ import annotations
 
+import abc
 import math
+from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
+
+from device.errors import PeepholeError
+from trainer.data import pair_dataset, triplet_dataset
+from trainer.model import load_keras_model
+from trainer.recipes import LOSSES, TeacherSpec, TrainOptions
+from trainer.views import consistent_dataset
 
 
 def l2_normalize(x: tf.Tensor) -> tf.Tensor:
@@ -140,3 +156,166 @@ def consistent_distillation_loss(
         return relation_weight * relation
     direct = tf.reduce_mean(1.0 - tf.reduce_sum(s * m, axis=1))
     return direct + relation_weight * relation
+
+
+Batch = tuple[tf.Tensor, ...]
+
+
+class Loss(abc.ABC):
+    """One objective of a run. ``teacher`` is None when it learns from identity labels."""
+
+    teacher: TeacherSpec | None = None
+
+    def __init__(self, batch_images: int) -> None:
+        self.batch_images = batch_images  # crops per step, over all replicas
+
+    def build(self, embedding_size: int, identities: int) -> None:  # noqa: B027 (optional)
+        """Create what trains or runs beside the student (inside the strategy's scope)."""
+
+    @property
+    def variables(self) -> list[keras.Variable]:
+        """Trained with the student's own variables."""
+        return []
+
+    @abc.abstractmethod
+    def dataset(self, images: np.ndarray, targets: np.ndarray, seed: int) -> tf.data.Dataset:
+        """Endless training batches: ``targets`` are the labels or the cached teacher's."""
+
+    @abc.abstractmethod
+    def __call__(self, student: keras.Model, batch: Batch) -> tf.Tensor:
+        """The loss of one batch, with the student in training mode."""
+
+    def teacher_embeddings(self, images: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        """The teacher's normalised view of held-out crops (``targets``: the cached ones)."""
+        return targets
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays a checkpoint keeps beside the optimiser's."""
+        return {}
+
+    def restore(self, arrays: np.lib.npyio.NpzFile) -> None:  # noqa: B027 (optional)
+        """Reload what ``state`` saved."""
+
+
+class ArcFaceLoss(Loss):
+    def __init__(self, batch_size: int, scale: float, margin: float) -> None:
+        super().__init__(batch_size)
+        self.scale, self.margin = scale, margin
+        self.head: ArcFaceHead | None = None
+
+    def build(self, embedding_size: int, identities: int) -> None:
+        self.head = ArcFaceHead(identities, self.scale, self.margin, name="arcface")
+        self.head.build((None, embedding_size))
+
+    @property
+    def variables(self) -> list[keras.Variable]:
+        assert self.head is not None
+        return list(self.head.trainable_variables)
+
+    def dataset(self, images: np.ndarray, targets: np.ndarray, seed: int) -> tf.data.Dataset:
+        return pair_dataset(images, targets, self.batch_images, True, seed).repeat()
+
+    def __call__(self, student: keras.Model, batch: Batch) -> tf.Tensor:
+        assert self.head is not None
+        images, labels = batch
+        return arcface_loss(self.head, student(images, training=True), labels)
+
+    def state(self) -> dict[str, np.ndarray]:
+        assert self.head is not None
+        return {"head": self.head.centres.numpy()}
+
+    def restore(self, arrays: np.lib.npyio.NpzFile) -> None:
+        assert self.head is not None
+        self.head.centres.assign(arrays["head"])
+
+
+class TripletLoss(Loss):
+    def __init__(self, identities_per_batch: int, images_per_identity: int, margin: float) -> None:
+        super().__init__(identities_per_batch * images_per_identity)
+        self.identities_per_batch = identities_per_batch
+        self.images_per_identity = images_per_identity
+        self.margin = margin
+
+    def dataset(self, images: np.ndarray, targets: np.ndarray, seed: int) -> tf.data.Dataset:
+        return triplet_dataset(
+            images, targets, self.identities_per_batch, self.images_per_identity, seed=seed
+        )
+
+    def __call__(self, student: keras.Model, batch: Batch) -> tf.Tensor:
+        images, labels = batch
+        return triplet_semihard_loss(student(images, training=True), labels, self.margin)
+
+
+class DistillationLoss(Loss):
+    """Towards dlib's cached descriptors of the clean crops."""
+
+    def __init__(self, teacher: TeacherSpec, batch_size: int, relation_weight: float) -> None:
+        super().__init__(batch_size)
+        self.teacher = teacher
+        self.relation_weight = relation_weight
+
+    def dataset(self, images: np.ndarray, targets: np.ndarray, seed: int) -> tf.data.Dataset:
+        return pair_dataset(images, targets, self.batch_images, True, seed).repeat()
+
+    def __call__(self, student: keras.Model, batch: Batch) -> tf.Tensor:
+        images, targets = batch
+        return distillation_loss(student(images, training=True), targets, self.relation_weight)
+
+
+class ConsistentDistillationLoss(Loss):
+    """Towards an online Keras teacher that sees the student's very view (``trainer.views``),
+    with dlib's cached descriptors on clean crops when the teacher is ``dlib+MODEL``."""
+
+    def __init__(
+        self, teacher: TeacherSpec, batch_size: int, relation_weight: float, clean_fraction: float
+    ) -> None:
+        super().__init__(batch_size)
+        self.teacher = teacher
+        self.cached_dlib = teacher.cached_dlib
+        self.relation_weight = relation_weight
+        self.clean_fraction = clean_fraction
+        self.online_model = Path(teacher.online_model)
+        self.online: keras.Model | None = None
+
+    def build(self, embedding_size: int, identities: int) -> None:
+        self.online = load_keras_model(self.online_model)
+        self.online.trainable = False
+
+    def dataset(self, images: np.ndarray, targets: np.ndarray, seed: int) -> tf.data.Dataset:
+        cached = targets if self.cached_dlib else None
+        return consistent_dataset(images, cached, self.batch_images, self.clean_fraction, seed)
+
+    def __call__(self, student: keras.Model, batch: Batch) -> tf.Tensor:
+        assert self.online is not None
+        images, cached, clean = batch
+        online = self.online(images, training=False)
+        embeddings = student(images, training=True)
+        return consistent_distillation_loss(
+            embeddings,
+            online,
+            cached if self.cached_dlib else None,
+            clean,
+            self.relation_weight,
+        )
+
+    def teacher_embeddings(self, images: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
+        assert self.online is not None
+        return l2_normalize(self.online(images, training=False))
+
+
+def make_loss(options: TrainOptions) -> Loss:
+    """The run's objective, from ``options.loss`` (and, to distil, ``options.teacher``)."""
+    if options.loss == "arcface":
+        return ArcFaceLoss(options.batch_size, options.arcface_scale, options.arcface_margin)
+    if options.loss == "triplet":
+        return TripletLoss(
+            options.identities_per_batch, options.images_per_identity, options.triplet_margin
+        )
+    if options.loss == "distill":
+        teacher = options.teacher_spec
+        if teacher.online_model:
+            return ConsistentDistillationLoss(
+                teacher, options.batch_size, options.relation_weight, options.clean_fraction
+            )
+        return DistillationLoss(teacher, options.batch_size, options.relation_weight)
+    raise PeepholeError(f"unknown loss {options.loss!r} ({', '.join(LOSSES)})")

@@ -1,4 +1,6 @@
-"""MobileFaceNet (Chen et al., 2018) in Keras 3: 112x112 RGB in, a 128-d embedding out.
+"""The embedding network: MobileFaceNet built, Keras checkpoints loaded, crops embedded.
+
+MobileFaceNet (Chen et al., 2018) in Keras 3: 112x112 RGB in, a 128-d embedding out.
 
 The network follows the paper: conv 3x3/2 64, depthwise 3x3 64, inverted-residual
 bottlenecks (t, c, n, s) = (2,64,5,2), (4,128,1,2), (2,128,6,1), (4,128,1,2),
@@ -15,11 +17,16 @@ while ReLU6 is fused into the convolutions and the whole graph stays delegated.
 from __future__ import annotations
 
 import enum
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
-from trainer.constants import EMBEDDING_SIZE, INPUT_SIZE
+from device.errors import PeepholeError
+from trainer.constants import EMBEDDING_SIZE, INPUT_SIZE, normalise_pixels
 
 # (expansion t, output channels c, repeats n, first stride s)
 BOTTLENECKS: tuple[tuple[int, int, int, int], ...] = (
@@ -42,6 +49,14 @@ def _activate(x: keras.KerasTensor, activation: Activation, name: str) -> keras.
     return layers.ReLU(max_value=6.0, name=f"{name}_relu6")(x)
 
 
+def _batch_norm(
+    x: keras.KerasTensor, name: str, activation: Activation | None
+) -> keras.KerasTensor:
+    """Batch norm after every conv, then the activation (none for linear layers)."""
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return _activate(x, activation, name) if activation else x
+
+
 def _conv_bn(
     x: keras.KerasTensor,
     filters: int,
@@ -60,8 +75,7 @@ def _conv_bn(
         kernel_regularizer=keras.regularizers.L2(weight_decay) if weight_decay else None,
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    return _activate(x, activation, name) if activation else x
+    return _batch_norm(x, name, activation)
 
 
 def _depthwise_bn(
@@ -75,8 +89,7 @@ def _depthwise_bn(
     x = layers.DepthwiseConv2D(
         kernel, strides=stride, padding=padding, use_bias=False, name=f"{name}_dw"
     )(x)
-    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    return _activate(x, activation, name) if activation else x
+    return _batch_norm(x, name, activation)
 
 
 def _bottleneck(
@@ -124,3 +137,36 @@ def build_mobilefacenet(
     x = _conv_bn(x, embedding_size, 1, 1, "embedding", None, weight_decay)
     outputs = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def load_keras_model(path: Path, activation: str = "relu6") -> keras.Model:
+    """A ``.keras`` model, or a run's ``.weights.h5`` loaded into a fresh MobileFaceNet."""
+    if not path.is_file():
+        raise PeepholeError(f"model not found: {path}")
+    if path.name.endswith(".weights.h5"):
+        model = build_mobilefacenet(activation)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Keras warns per layer before it raises
+            try:
+                model.load_weights(path)
+            except ValueError:
+                raise PeepholeError(
+                    f"{path}: these weights do not fit a MobileFaceNet with {activation} "
+                    "(wrong --activation?)"
+                ) from None
+        return model
+    if path.suffix != ".keras":
+        raise PeepholeError(f"{path}: expected a .keras model or a .weights.h5 checkpoint")
+    return keras.models.load_model(path, compile=False)
+
+
+def keras_embed_fn(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """Embed aligned RGB uint8 crops with a Keras network, normalised like the device."""
+
+    def embed(crops: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(
+            model.predict(normalise_pixels(crops), batch_size=64, verbose=0), dtype=np.float32
+        )
+        return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+
+    return embed

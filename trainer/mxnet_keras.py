@@ -25,7 +25,7 @@ from keras import layers
 
 from device.errors import ModelError
 from trainer.constants import INPUT_SIZE, MEAN, STD
-from trainer.mxnet_import import BATCHNORM_EPS, MxnetNetwork, Node
+from trainer.mxnet_graph import BATCHNORM_EPS, MxnetNetwork, Node
 
 
 def _layer_name(node: Node) -> str:

@@ -28,7 +28,6 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import cv2
 import numpy as np
 from tqdm import tqdm
@@ -41,8 +40,6 @@ from device.vision.imageio import IMAGE_SUFFIXES, read_image
 from device.vision.pipeline import FacePipeline, default_model_path
 from device.vision.quality import laplacian_variance
 from trainer.prepared import (
-    REPORT_CSV,
-    REPORT_JSON,
     UNLABELED,
     SourceImage,
     write_crop,
@@ -264,104 +261,12 @@ def default_embedder(path: Path | None, manifest: Path | None, threads: int) -> 
     return None
 
 
-def register(group: click.Group) -> None:
-    defaults = PrepareOptions()
+def detection_pipeline(config_path: Path | None, threads: int, min_score: float) -> FacePipeline:
+    """The device's pipeline under a config's ``[detector]`` (default: the device's).
 
-    @group.command("prepare")
-    @click.argument("src", type=click.Path(path_type=Path))
-    @click.argument("dst", type=click.Path(path_type=Path))
-    @click.option(
-        "--min-score",
-        default=defaults.min_score,
-        show_default=True,
-        help="Drop faces the detector is less sure of.",
-    )
-    @click.option(
-        "--min-sharpness",
-        default=defaults.min_sharpness,
-        show_default=True,
-        help="Drop crops whose Laplacian variance is lower (blur).",
-    )
-    @click.option(
-        "--min-images",
-        default=defaults.min_images,
-        show_default=True,
-        help="Drop identities with fewer kept images.",
-    )
-    @click.option(
-        "--max-centre-distance",
-        default=defaults.max_centre_distance,
-        show_default=True,
-        help="Drop samples farther (1 - cosine) from their centre.",
-    )
-    @click.option(
-        "--duplicate-similarity",
-        default=defaults.duplicate_similarity,
-        show_default=True,
-        help="Report identity pairs whose centres are closer.",
-    )
-    @click.option("--merge-duplicates", is_flag=True, help="Merge probable duplicate identities.")
-    @click.option(
-        "--embedder",
-        "embedder_path",
-        type=click.Path(path_type=Path),
-        help="TFLite embedder (with manifest) for the outlier/duplicate rules "
-        "[default: the shipped model].",
-    )
-    @click.option(
-        "--embedder-manifest",
-        type=click.Path(path_type=Path),
-        help="The embedder's manifest [default: beside the model].",
-    )
-    @click.option(
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path),
-        help="Device config whose [detector] settings to use.",
-    )
-    @click.option("--threads", default=2, show_default=True, help="TFLite threads.")
-    def prepare_command(
-        src: Path,
-        dst: Path,
-        min_score: float,
-        min_sharpness: float,
-        min_images: int,
-        max_centre_distance: float,
-        duplicate_similarity: float,
-        merge_duplicates: bool,
-        embedder_path: Path | None,
-        embedder_manifest: Path | None,
-        config_path: Path | None,
-        threads: int,
-    ) -> None:
-        """Align SRC (a folder per identity, or a flat folder) into clean crops in DST."""
-        options = PrepareOptions(
-            min_score=min_score,
-            min_sharpness=min_sharpness,
-            min_images=min_images,
-            max_centre_distance=max_centre_distance,
-            duplicate_similarity=duplicate_similarity,
-            merge_duplicates=merge_duplicates,
-            progress=True,
-        )
-        config = load_config(config_path) if config_path else Config()
-        config.detector.num_threads = threads
-        # prepare applies its own score threshold; the detector must not pre-filter above it
-        config.detector.min_score = min(config.detector.min_score, min_score)
-        embedder = default_embedder(embedder_path, embedder_manifest, threads)
-        report = prepare(src, dst, options, FacePipeline.from_config(config), embedder)
-        _echo_summary(report)
-
-
-def _echo_summary(report: PrepareReport) -> None:
-    summary = report.summary()
-    click.echo(f"images: {summary['images']}  kept: {summary['kept']}")
-    if report.labelled:
-        click.echo(f"identities kept: {summary['identities_kept']}")
-        if not report.embedder:
-            click.echo("outlier and duplicate rules skipped: no embedder (pass --embedder)")
-    for reason, count in report.dropped_by_reason().items():
-        click.echo(f"dropped {reason}: {count}")
-    for first, second, similarity in report.duplicates:
-        click.echo(f"probable duplicate: {first} ~ {second} (centre cosine {similarity:.3f})")
-    click.echo(f"report: {Path(report.destination) / REPORT_JSON}, {REPORT_CSV}")
+    ``prepare`` applies its own ``min_score``, so the detector must not pre-filter above it.
+    """
+    config = load_config(config_path) if config_path else Config()
+    config.detector.num_threads = threads
+    config.detector.min_score = min(config.detector.min_score, min_score)
+    return FacePipeline.from_config(config)

@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 from tqdm import tqdm
 
 from device.errors import ModelError
 from device.vision.imageio import read_image
-from trainer.prepared import cache_listing, read_kept, teacher_cache, usable_rows
+from trainer.prepared import cache_listing, read_kept
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
@@ -145,35 +144,3 @@ def prepared_samples(folder: Path, shard: int = 0, shards: int = 1) -> list[Teac
     order = np.random.default_rng(0).permutation(len(kept))
     chosen = [kept[i] for i in order[shard::shards]]
     return [TeacherSample(Path(s.source), s.box) for s in chosen]
-
-
-def register(group: click.Group) -> None:
-    @group.command("teacher")
-    @click.argument("prepared", type=click.Path(path_type=Path))
-    @click.option(
-        "--shard",
-        default="0/1",
-        show_default=True,
-        help="I/N: compute the I-th of N interleaved shards (run N processes).",
-    )
-    @click.option(
-        "--mirror",
-        is_flag=True,
-        help="Average each face's descriptor with its mirror image's (about 1.4x the time; "
-        "cached apart, used by trainer train --teacher-mirror).",
-    )
-    def teacher_command(prepared: Path, shard: str, mirror: bool) -> None:
-        """Cache dlib teacher embeddings of a prepared folder's faces (resumable)."""
-        try:
-            index, count = (int(v) for v in shard.split("/"))
-        except ValueError:
-            raise click.BadParameter("expected I/N, e.g. 0/2", param_hint="--shard") from None
-        if not 0 <= index < count:
-            raise click.BadParameter("I must be in [0, N)", param_hint="--shard")
-        samples = prepared_samples(prepared, index, count)
-        result = teacher_embeddings(
-            samples,
-            teacher_cache(prepared, index, count, mirror),
-            teacher_factory=lambda: DlibTeacher(mirror=mirror),
-        )
-        click.echo(f"teacher embeddings: {len(usable_rows(result))} of {len(samples)} faces")

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer.constants import INPUT_SIZE
-from trainer.data import _blur, normalise
+from trainer.data import gaussian_blur, normalise
 
 MAX_SHIFT = 6.0
 SCALE_RANGE = (0.9, 1.1)
@@ -83,7 +83,7 @@ def strong_view(x: tf.Tensor) -> tf.Tensor:
         lambda: x,
     )
     sigma = tf.random.uniform([], 0.5, 1.8)
-    x = tf.cond(_chance(BLUR_PROBABILITY), lambda: _blur(x, sigma), lambda: x)
+    x = tf.cond(_chance(BLUR_PROBABILITY), lambda: gaussian_blur(x, sigma), lambda: x)
     x = tf.cond(
         _chance(JPEG_PROBABILITY),
         lambda: 255.0 * tf.image.random_jpeg_quality(x / 255.0, 25, 85),

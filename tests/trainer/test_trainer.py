@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,9 @@ try:
     import tensorflow as tf
 except ImportError:
     missing("the trainer extra (TensorFlow) is not installed: scripts/setup-venv.sh trainer")
+
+if TYPE_CHECKING:
+    from trainer.export import ExportReport
 
 pytestmark = pytest.mark.trainer
 
@@ -49,7 +53,7 @@ def handful(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def trained(handful: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from trainer.training import train
+    from trainer.train import train
 
     run = tmp_path_factory.mktemp("run")
     options = TrainOptions(
@@ -67,18 +71,25 @@ def trained(handful: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run / "model.keras"
 
 
+def _export(trained: Path, handful: Path, output: Path, **options: Any) -> ExportReport:
+    """The trained model exported on the handful's crops (no latency profile)."""
+    from trainer.export import ExportOptions, export
+
+    return export(
+        ExportOptions(model=trained, output=output, crops=handful, profile=False, **options)
+    )
+
+
 def test_int8_export_loads_in_the_device_embedder(
     trained: Path, handful: Path, tmp_path: Path
 ) -> None:
-    from trainer.export import ExportOptions, export
     from trainer.prepared import sample_crops
 
     output = tmp_path / "student_int8.tflite"
-    options = ExportOptions(
-        model=trained, output=output, crops=handful, representative_count=24,
-        holdout_count=16, profile=False, mirror_average=True, provenance={"activation": "relu6"},
+    report = _export(
+        trained, handful, output, representative_count=24, holdout_count=16,
+        mirror_average=True, provenance={"activation": "relu6"},
     )  # fmt: skip
-    report = export(options)
     assert report.failures == [], report.failures
     assert report.parity_cosine_mean >= 0.99
     assert 0.5e6 < report.int8_bytes < 4e6
@@ -97,22 +108,30 @@ def test_int8_export_loads_in_the_device_embedder(
 def test_export_fails_and_writes_no_manifest_when_parity_fails(
     trained: Path, handful: Path, tmp_path: Path
 ) -> None:
-    from trainer.export import ExportOptions, export
-
     output = tmp_path / "strict_int8.tflite"
-    options = ExportOptions(
-        model=trained, output=output, crops=handful, representative_count=8,
-        holdout_count=4, min_cosine=1.01, profile=False,
-    )  # fmt: skip
-    report = export(options)
+    report = _export(
+        trained, handful, output, representative_count=8, holdout_count=4, min_cosine=1.01
+    )
     assert report.failures and "mean cosine" in report.failures[0]
     assert not output.with_suffix(".json").exists()
     with pytest.raises(PeepholeError):
         FaceEmbedder.from_files(output)
 
 
+def test_export_leaves_no_temporary_files(
+    trained: Path, handful: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    _export(trained, handful, tmp_path / "int8.tflite", representative_count=8, holdout_count=4)
+    assert list(scratch.iterdir()) == []
+
+
 def test_triplet_training_steps(handful: Path, tmp_path: Path) -> None:
-    from trainer.training import train
+    from trainer.train import train
 
     options = options_from_cli(
         str(handful), str(tmp_path), "seed-rmsprop",
@@ -195,8 +214,7 @@ def test_warm_start_from_an_exported_tflite_reproduces_its_embeddings(handful: P
     held-out faces like the int8 file it came from (the project's last MobileFaceNet
     default, kept as a fixture since the imported MobileFace V2 replaced it)."""
     from trainer.data import load_prepared
-    from trainer.export import keras_embed_fn
-    from trainer.model import build_mobilefacenet
+    from trainer.model import build_mobilefacenet, keras_embed_fn
     from trainer.warmstart import load_tflite_weights
 
     shipped = FaceEmbedder.from_files(MOBILEFACENET)

@@ -80,7 +80,7 @@ def test_a_finished_teacher_pass_is_not_redone(prepared: Path) -> None:
 
 
 def test_distillation_trains_towards_the_chosen_descriptors(prepared: Path, tmp_path: Path) -> None:
-    from trainer.training import train
+    from trainer.train import train
 
     options = TrainOptions(
         data=str(prepared), run_dir=str(tmp_path / "run"), batch_size=8, max_steps=2,

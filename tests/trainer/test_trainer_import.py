@@ -19,7 +19,7 @@ from device.errors import ModelError
 from device.vision.pipeline import FacePipeline
 from tests.conftest import missing, require_shared
 from trainer.cli import main as trainer_main
-from trainer.mxnet_import import MxnetNetwork, numpy_forward, read_graph, read_params
+from trainer.mxnet_graph import MxnetNetwork, numpy_forward, read_graph, read_params
 from trainer.prepare import PrepareOptions, prepare
 from trainer.prepared import sample_crops
 
