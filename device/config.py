@@ -232,6 +232,10 @@ class MqttConfig(Section):
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
     snapshots: bool = False
+    # Take naming commands from the broker (Home Assistant's text and button, scripts:
+    # docs/mqtt.md). Whoever may write <topic_prefix>/<device_id>/command/# can name a
+    # visitor: give only Home Assistant's user that right in the broker's ACL.
+    commands: bool = True
     # Reconnect backoff, in seconds, doubling from min to max.
     reconnect_min_delay: int = ranged(1, 1, 3600)
     reconnect_max_delay: int = ranged(30, 1, 3600)

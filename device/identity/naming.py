@@ -208,13 +208,20 @@ class Namer:
             visit.id, stored, moved, created, moved_from=holder_name, verdicts=tuple(verdicts)
         )
 
-    def undo_last(self) -> UndoResult:
-        """Take the newest naming back; NamingError if there is none."""
+    def undo_last(self, expect_visit: str | None = None) -> UndoResult:
+        """Take the newest naming back; NamingError if there is none, or if ``expect_visit``
+        is given and the newest naming is of another visit (so a command sent twice undoes
+        one naming, not two)."""
         db = self.gallery.db
         with self.gallery.transaction():
             last = namings.latest_active(db)
             if last is None:
                 raise NamingError("there is no naming to undo")
+            if expect_visit is not None and last.visit_id != expect_visit:
+                raise NamingError(
+                    f"the last naming is of visit {last.visit_id}, not {expect_visit}; "
+                    "nothing was undone"
+                )
             pattern = namings.source_pattern(last.visit_id)
             holder = self.gallery.samples_holder(pattern)
             namings.mark_undone(db, last.id)

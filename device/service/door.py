@@ -24,6 +24,8 @@ from device.config import Config
 from device.identity.gallery import Gallery, name_key, people_count
 from device.identity.matching import Matcher, resolve_threshold
 from device.service.health import ModelInfo
+from device.service.household import Household
+from device.service.household_mqtt import HouseholdOverMqtt
 from device.service.loop import CameraLoop, RunStats
 from device.service.mqtt import MqttLink
 from device.service.outbox import Outbox, OutboxLock
@@ -64,6 +66,8 @@ class Door:
     replication: GalleryReplication | None
     rollout: ModelRollout | None
     visits: VisitRecorder | None
+    # Naming commands from the broker and Home Assistant's people (None without a broker).
+    household_mqtt: HouseholdOverMqtt | None = None
     cleanup: contextlib.ExitStack
     # Events the publisher still held when it closed (None while open).
     outbox_left: int | None = field(default=None, init=False)
@@ -101,7 +105,8 @@ class Door:
             cleanup.callback(outbox.close)
             source = source or open_source(config.camera.source, config.camera, stop)
             cleanup.callback(source.close)
-            link = MqttLink(mqtt) if mqtt.brokers() else None
+            names_on_broker = config.site.names_on_broker
+            link = MqttLink(mqtt, names_on_broker=names_on_broker) if mqtt.brokers() else None
             publisher = EventPublisher(outbox, Topics(mqtt.topic_prefix, mqtt.device_id), link, out)
             visits = None
             if config.visits.enabled:
@@ -123,6 +128,13 @@ class Door:
                 replication=site_replication(config, gallery, link, embedder),
                 rollout=model_rollout(config, gallery, link),
                 visits=visits,
+                household_mqtt=(
+                    HouseholdOverMqtt(
+                        Household(config, models, pipeline), link, names_on_broker=names_on_broker
+                    )
+                    if link is not None
+                    else None
+                ),
                 cleanup=cleanup.pop_all(),
             )
         return door
@@ -176,6 +188,8 @@ class Door:
         self.publisher.start()
         if self.visits is not None:
             self.visits.start()
+        if self.household_mqtt is not None:
+            self.household_mqtt.publish_people()
         warn_stale_people(self.gallery, self.embedder.embedding_key)
         people = len(self.matcher.people)
         brokers = self.config.mqtt.brokers()
@@ -218,6 +232,7 @@ class Door:
             person_label=self.person_label,
             stop_after_frames=stop_after_frames,
             visits=self.visits,
+            household_mqtt=self.household_mqtt,
         )
 
 

@@ -137,9 +137,17 @@ class Household:
                 visit_id, name, append=append, reassign=reassign, allow_suspect=allow_suspect
             )
 
-    def undo_last_naming(self) -> UndoResult:
+    def undo_last_naming(self, expect_visit: str | None = None) -> UndoResult:
         with self._namer() as namer:
-            return namer.undo_last()
+            return namer.undo_last(expect_visit)
+
+    def last_unknown_visit(self, within: int = 50) -> VisitView | None:
+        """The newest visit of someone the door did not know that kept a face to name
+        (named since or not), among the last ``within`` unknown visits."""
+        for view in self.visits(VisitFilter(unknown_only=True, limit=within)):
+            if view.visit.crop_count:
+                return view
+        return None
 
     def forget_visit(self, visit_id: str) -> None:
         """Delete a visit and its images (samples it gave a person stay theirs)."""

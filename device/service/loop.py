@@ -35,6 +35,7 @@ from device.identity.matching import Matcher
 from device.service.discovery import peephole_version
 from device.service.events import VisitorEvent, new_visit_id, visitor_event, visitor_left_event
 from device.service.health import DeviceStatus, ModelInfo, iso_time, write_private
+from device.service.household_mqtt import HouseholdOverMqtt
 from device.service.publisher import EventPublisher
 from device.service.replication import GalleryReplication
 from device.service.rollout import ModelRollout
@@ -109,6 +110,7 @@ class CameraLoop:
         person_label: Callable[[str], str] | None = None,
         stop_after_frames: int | None = None,
         visits: VisitRecorder | None = None,
+        household_mqtt: HouseholdOverMqtt | None = None,
     ) -> None:
         self.config = config
         self.pipeline = pipeline
@@ -136,6 +138,8 @@ class CameraLoop:
         # On a site that keeps names off the broker: a person's name to their pseudonym.
         self.person_label = person_label
         self.stop_after_frames = stop_after_frames
+        # Naming commands from the broker, run between frames; people for Home Assistant.
+        self.household_mqtt = household_mqtt
         # Set when a model deployed to the site was installed: the loop ends so
         # the door can start it again with this embedder.
         self.new_model: FaceEmbedder | None = None
@@ -166,6 +170,10 @@ class CameraLoop:
             self._last_frame = time.time()
             self.notifier.watchdog()
             now = time.monotonic()
+            if self.household_mqtt is not None and self.household_mqtt.step():
+                # A naming from the broker: the door knows the person from the next frame.
+                last_refresh = now
+                self._refresh_gallery()
             since_health = now - last_health
             if since_health >= self.config.mqtt.status_interval:
                 self._health_fps = (self.stats.frames - frames_at_health) / since_health
@@ -328,6 +336,9 @@ class CameraLoop:
             self.gallery.touch_last_seen(person, time.time())
         except PeepholeError as error:
             self._warn_gallery(f"cannot record last_seen in the gallery: {error}")
+            return
+        if self.household_mqtt is not None:
+            self.household_mqtt.publish_people()
 
     def _refresh_gallery(self) -> None:
         try:
@@ -337,6 +348,8 @@ class CameraLoop:
                 self.new_model = self.rollout.step(self.pipeline.embedder.sha256)
             if self.matcher.refresh():
                 logger.info(f"gallery changed: {people_count(len(self.matcher.people))} enrolled")
+                if self.household_mqtt is not None:
+                    self.household_mqtt.publish_people()
         except PeepholeError as error:
             self._warn_gallery(f"cannot reload the gallery: {error}")
 

@@ -6,8 +6,13 @@ One :class:`MqttLink` owns the device's topics under ``<prefix>/<device_id>``:
   clean stop and from the broker's last will when the device dies;
 - events at QoS 1, never retained; every PUBACK is reported through
   :meth:`MqttLink.acknowledged` so the outbox can forget the event;
-- Home Assistant discovery configs (retained), sent on every connect and again
-  whenever Home Assistant announces ``online`` on ``<discovery_prefix>/status``.
+- Home Assistant's device discovery config (retained), sent on every connect,
+  whenever Home Assistant announces ``online`` on ``<discovery_prefix>/status``
+  and whenever the people it names change; per-entity configs an earlier
+  version retained are migrated to it the way Home Assistant documents:
+  ``{"migrate_discovery": true}`` on the old topic, the device config again,
+  then an empty retained payload on the old topic (the entity keeps its id
+  and history).
 
 paho's network thread connects in the background and reconnects with
 exponential backoff; messages published while disconnected wait in paho's
@@ -23,6 +28,8 @@ of their PUBACK whatever broker gave it.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import queue
 import ssl
@@ -35,7 +42,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from device.config import MqttConfig, parse_host_port
 from device.errors import ConfigError
-from device.service.discovery import discovery_messages
+from device.service.discovery import (
+    DiscoveryOptions,
+    device_discovery,
+    legacy_topics,
+    node_id,
+)
 from device.service.topics import OFFLINE, ONLINE, Topics
 
 logger = logging.getLogger(__name__)
@@ -117,14 +129,30 @@ def publish_retained(settings: MqttConfig, topic: str, payload: bytes, timeout: 
         client.loop_stop()
 
 
-class MqttLink:
-    """A background connection to the broker with availability, discovery and acked events."""
+MIGRATE_DISCOVERY = json.dumps({"migrate_discovery": True})
 
-    def __init__(self, settings: MqttConfig) -> None:
+
+class MqttLink:
+    """A background connection to the broker with availability, discovery and acked events.
+
+    ``names_on_broker`` false keeps names out of discovery (no per-person
+    sensors, no naming text entity).
+    """
+
+    def __init__(self, settings: MqttConfig, *, names_on_broker: bool = True) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix, settings.device_id)
         self._ack_queues: list[queue.SimpleQueue[int]] = []
-        self._handlers: dict[str, Callable[[str, bytes], None]] = {}
+        self._handlers: dict[str, tuple[Callable[[str, bytes], None], bool]] = {}
+        self._discovery = DiscoveryOptions(
+            snapshots=settings.snapshots,
+            commands=settings.commands,
+            names_on_broker=names_on_broker,
+        )
+        self._legacy_filter = (
+            f"{settings.discovery_prefix}/+/{node_id(settings.device_id)}/+/config"
+        )
+        self._legacy_topics = set(legacy_topics(settings.discovery_prefix, settings.device_id))
         self._brokers = settings.brokers()
         if not self._brokers:
             raise ConfigError("[mqtt] no broker configured (host or hosts)")
@@ -193,13 +221,28 @@ class MqttLink:
         info = self._client.publish(topic, payload, qos=1, retain=True)
         return int(info.mid)
 
-    def subscribe(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+    def subscribe(
+        self, topic_filter: str, handler: Callable[[str, bytes], None], *, retained: bool = True
+    ) -> None:
         """Call ``handler(topic, payload)`` for every message on ``topic_filter``, from
         paho's thread (so it must only hand the message over). Subscribed at every
-        connect, so the broker's retained messages arrive again after each one.
+        connect, so the broker's retained messages arrive again after each one;
+        ``retained=False`` drops those and takes only messages as they are sent.
         Call before :meth:`start`.
         """
-        self._handlers[topic_filter] = handler
+        self._handlers[topic_filter] = (handler, retained)
+
+    def update_people(self, people: tuple[str, ...]) -> None:
+        """The names discovery offers per-person sensors for; sent again when they change."""
+        if people == self._discovery.people:
+            return
+        self._discovery = dataclasses.replace(self._discovery, people=people)
+        if self._connected and self.settings.discovery:
+            self._send_discovery(self._client)
+
+    def publish_retained(self, topic: str, payload: str | bytes) -> None:
+        """A retained state (a person's last-seen time) at QoS 1, not kept in the outbox."""
+        self._client.publish(topic, payload, qos=1, retain=True)
 
     def acknowledgements(self) -> queue.SimpleQueue[int]:
         """A queue that receives the mid of every PUBACK from now on. Call before :meth:`start`."""
@@ -248,8 +291,8 @@ class MqttLink:
         for topic_filter in self._handlers:
             client.subscribe(topic_filter, qos=1)
         if self.settings.discovery:
-            client.subscribe(self._ha_status, qos=1)
             self._send_discovery(client)
+            client.subscribe([(self._ha_status, 1), (self._legacy_filter, 1)])
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._problem(
@@ -279,15 +322,31 @@ class MqttLink:
         if message.topic == self._ha_status and message.payload == ONLINE.encode():
             self._send_discovery(client)
             return
-        for topic_filter, handler in self._handlers.items():
+        if message.topic in self._legacy_topics:
+            self._migrate(client, message.topic, bytes(message.payload))
+            return
+        for topic_filter, (handler, retained) in self._handlers.items():
             if paho.topic_matches_sub(topic_filter, message.topic):
+                if message.retain and not retained:
+                    logger.warning(f"ignored a retained message on {message.topic}")
+                    continue
                 handler(message.topic, bytes(message.payload))
 
     def _send_discovery(self, client: paho.Client) -> None:
-        for topic, payload in discovery_messages(
-            self.topics, self.settings.discovery_prefix, self.settings.snapshots
-        ):
-            client.publish(topic, payload, qos=1, retain=True)
+        topic, payload = device_discovery(
+            self.topics, self.settings.discovery_prefix, self._discovery
+        )
+        client.publish(topic, payload, qos=1, retain=True)
+
+    def _migrate(self, client: paho.Client, topic: str, payload: bytes) -> None:
+        """Move one entity an earlier version discovered on its own topic into the device
+        config: Home Assistant keeps it (its id, its history) across the move."""
+        if not payload or payload == MIGRATE_DISCOVERY.encode():
+            return  # cleared already, or this link's own step below
+        logger.info(f"moving Home Assistant entity {topic} into the device discovery config")
+        client.publish(topic, MIGRATE_DISCOVERY, qos=1, retain=True)
+        self._send_discovery(client)
+        client.publish(topic, "", qos=1, retain=True)
 
     def _next_broker(self) -> None:
         """From paho's thread, after a lost or failed connection: aim the next attempt elsewhere.

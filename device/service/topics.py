@@ -14,6 +14,12 @@ PRESENCE_ON = "ON"
 PRESENCE_OFF = "OFF"
 KNOWN_VISITOR = "known_visitor"
 UNKNOWN_VISITOR = "unknown_visitor"
+# Commands a household sends the door (docs/mqtt.md), each on <base>/command/<name>.
+NAME_VISIT = "name_visit"
+NAME_LAST_UNKNOWN = "name_last_unknown"
+UNDO_NAMING = "undo_naming"
+# What Home Assistant's button sends when pressed.
+PRESS = "PRESS"
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,19 @@ class Topics:
 
     def event(self, name: str) -> str:
         return f"{self.base}/{name}"
+
+    def command(self, name: str) -> str:
+        """Where the household sends the door the command ``name``."""
+        return f"{self.base}/command/{name}"
+
+    @property
+    def command_result(self) -> str:
+        """Where the door says what came of each command."""
+        return f"{self.base}/command_result"
+
+    def last_seen(self, person_slug: str) -> str:
+        """A person's last-seen time (retained), for Home Assistant's per-person sensor."""
+        return f"{self.base}/person/{person_slug}/last_seen"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from device.cli.enroll import enroll
 from device.config import Config, MqttConfig, load_config, parse_config
 from device.errors import ConfigError, GalleryError
 from device.identity.gallery import Gallery, name_key, normalise_name
-from device.service.discovery import discovery_messages, node_id
+from device.service.discovery import DiscoveryOptions, device_discovery, node_id
 from device.service.events import VisitorEvent
 from device.service.mqtt import MqttLink
 from device.service.topics import Topics
@@ -146,25 +146,45 @@ topic_words = st.text(min_size=1, max_size=20).filter(lambda t: not set("+#\0") 
 device_ids = topic_words.filter(lambda t: "/" not in t)
 
 
+def storable(name: str) -> bool:
+    """Whether the gallery takes ``name`` as a person's name."""
+    try:
+        normalise_name(name)
+    except GalleryError:
+        return False
+    return True
+
+
 @cases(DISCOVERY_CASES)
-@given(topic_words, device_ids, topic_words, st.booleans())
-def test_discovery_payloads_are_json_under_the_prefix_for_any_device_id(
-    prefix: str, device_id: str, discovery_prefix: str, snapshots: bool
+@given(
+    topic_words,
+    device_ids,
+    topic_words,
+    st.booleans(),
+    st.lists(
+        st.text(min_size=1, max_size=40).filter(storable).map(normalise_name),
+        max_size=6,
+        unique_by=name_key,
+    ),
+)
+def test_discovery_payloads_are_json_under_the_prefix_for_any_device_id_and_names(
+    prefix: str, device_id: str, discovery_prefix: str, snapshots: bool, people: list[str]
 ) -> None:
     topics = Topics(prefix, device_id)
-    messages = discovery_messages(topics, discovery_prefix, snapshots)
+    options = DiscoveryOptions(snapshots=snapshots, people=tuple(people))
+    topic, payload = device_discovery(topics, discovery_prefix, options)
     assert re.fullmatch(r"[A-Za-z0-9_-]+", node_id(device_id))
-    unique_ids = set()
-    for topic, payload in messages:
-        assert topic.startswith(f"{discovery_prefix}/") and not set("+#") & set(topic)
-        assert topic.split("/")[-3] == node_id(device_id)
-        if payload == "":
-            assert not snapshots and "/image/" in topic
-            continue
-        entity = json.loads(payload)
-        unique_ids.add(entity["unique_id"])
-        assert entity["availability"][0]["topic"] == topics.availability
-    assert len(unique_ids) == len([m for m in messages if m[1]])
+    assert topic == f"{discovery_prefix}/device/{node_id(device_id)}/config"
+    assert not set("+#") & set(topic)
+    config = json.loads(payload)
+    assert config["availability"][0]["topic"] == topics.availability
+    components = config["cmps"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]+", cid) for cid in components)
+    assert len({c["unique_id"] for c in components.values()}) == len(components)
+    seen_by = [c for cid, c in components.items() if cid.startswith("last_seen_")]
+    assert len(seen_by) == len(people)
+    assert all(not set("+#") & set(c["state_topic"]) for c in seen_by)
+    assert ("snapshot" in components) == snapshots
 
 
 finite = st.floats(-1.0, 1.0, allow_nan=False)
@@ -206,10 +226,10 @@ def test_event_payloads_are_strict_json_without_biometrics(
 
 
 class DiscoveryCounter:
-    """Counts discovery rounds the device publishes (one retained config per entity)."""
+    """Counts discovery rounds the device publishes (one retained device config each)."""
 
     def __init__(self, broker: Broker) -> None:
-        self.watcher = Subscriber(broker, ["homeassistant/event/+/visitor/config"]).connect()
+        self.watcher = Subscriber(broker, ["homeassistant/device/+/config"]).connect()
 
     @property
     def rounds(self) -> int:

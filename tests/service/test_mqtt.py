@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 from pathlib import Path
 
 import pytest
 
 from device.config import MqttConfig
 from device.errors import ConfigError
-from device.service.discovery import discovery_messages, node_id
+from device.service.discovery import DiscoveryOptions, device_discovery, legacy_topics
 from device.service.mqtt import MqttLink, parse_broker
 from device.service.topics import Topics
 from tests.broker import Broker, Subscriber
@@ -79,22 +80,25 @@ def test_events_are_qos1_not_retained_and_every_puback_is_reported(
 def test_discovery_is_sent_on_connect_and_again_when_home_assistant_comes_online(
     broker: Broker,
 ) -> None:
-    watcher = Subscriber(broker, ["homeassistant/+/door/+/config"]).connect()
+    watcher = Subscriber(broker, ["homeassistant/#"]).connect()
     link = MqttLink(settings_for(broker, snapshots=True))
     link.start()
-    # Visitor event, last visitor, last visitor liveness, at the door, frame rate,
-    # events waiting, snapshot.
-    first = watcher.wait_for(lambda ms: len(ms) >= 7, timeout=10)
-    assert len(first) == 7
+    first = watcher.wait_for(lambda ms: len(ms) >= 1, timeout=10)
     home_assistant = Subscriber(broker, []).connect()
     home_assistant.client.publish("homeassistant/status", "online", qos=1).wait_for_publish(5)
-    again = watcher.wait_for(lambda ms: len(ms) >= 14, timeout=10)
+    again = watcher.wait_for(lambda ms: len(ms) >= 3, timeout=10)
+    late = Subscriber(broker, ["homeassistant/device/#"]).connect()
+    retained = late.wait_for(lambda ms: len(ms) >= 1, timeout=5)
     link.stop()
-    watcher.disconnect()
-    home_assistant.disconnect()
-    assert [m.topic for m in again[7:]] == [m.topic for m in first]
-    image = json.loads(next(m.payload for m in again if "/image/" in m.topic))
-    assert image["image_topic"] == "peephole/door/snapshot"
+    for client in (watcher, home_assistant, late):
+        client.disconnect()
+    configs = [m for m in again if m.topic != "homeassistant/status"]
+    # One device payload each time, and nothing on the old per-entity topics.
+    assert first[0].topic == "homeassistant/device/door/config"
+    assert [m.topic for m in configs] == ["homeassistant/device/door/config"] * 2
+    assert [(m.topic, m.retain) for m in retained] == [("homeassistant/device/door/config", True)]
+    image = json.loads(configs[0].payload)["cmps"]["snapshot"]
+    assert image["p"] == "image" and image["image_topic"] == "peephole/door/snapshot"
 
 
 def test_link_reconnects_after_a_broker_restart_and_delivers_what_waited(
@@ -145,23 +149,122 @@ def test_tls_with_a_missing_ca_file_is_a_config_error(tmp_path: Path) -> None:
         MqttLink(settings)
 
 
-def test_discovery_payloads_tie_every_entity_to_availability() -> None:
-    messages = dict(discovery_messages(Topics("peephole", "front door"), "homeassistant", False))
-    node = node_id("front door")
-    assert node == "front_door"
-    assert messages[f"homeassistant/image/{node}/snapshot/config"] == ""
-    for topic, payload in messages.items():
-        if payload:
-            config = json.loads(payload)
-            assert config["availability"][0]["topic"] == "peephole/front door/availability"
-            assert config["unique_id"].startswith(f"peephole_{node}_")
-            assert topic.endswith("/config")
+def legacy_payload(topic: str) -> str:
+    """A per-entity config as versions before device-based discovery retained it."""
+    node, object_id = topic.split("/")[2:4]
+    return json.dumps(
+        {"name": object_id, "unique_id": f"peephole_{node}_{object_id}", "device": {"ids": [node]}}
+    )
+
+
+def test_per_entity_configs_of_earlier_versions_move_into_the_device_config(
+    broker: Broker,
+) -> None:
+    old = [t for t in legacy_topics("homeassistant", "door") if "/image/" not in t]
+    earlier = Subscriber(broker, []).connect()
+    for topic in old:
+        earlier.client.publish(topic, legacy_payload(topic), qos=1, retain=True).wait_for_publish(5)
+    earlier.disconnect()
+    watcher = Subscriber(broker, ["homeassistant/#"]).connect()
+    watcher.wait_for(lambda ms: len(ms) >= len(old), timeout=5)  # the retained old configs
+    before = len(watcher.messages)
+    link = MqttLink(settings_for(broker))
+    link.start()
+    watcher.wait_for(lambda ms: sum(m.payload == b"" for m in ms) >= len(old), timeout=10)
+    link.stop()
+    sequence = [(m.topic, m.payload) for m in watcher.messages[before:]]
+    watcher.disconnect()
+    device = "homeassistant/device/door/config"
+    for topic in old:
+        # As Home Assistant documents: mark for migration, the device config, then clear.
+        marked = sequence.index((topic, b'{"migrate_discovery": true}'))
+        cleared = sequence.index((topic, b""))
+        assert any(t == device for t, _ in sequence[marked:cleared]), (topic, sequence)
+    config = json.loads(next(p for t, p in reversed(sequence) if t == device))
+    for topic in old:
+        platform, node, object_id = topic.split("/")[1:4]
+        kept = config["cmps"][object_id]
+        assert kept["p"] == platform and kept["unique_id"] == f"peephole_{node}_{object_id}"
+    # What stays retained: only the device config; a later start migrates nothing.
+    late = Subscriber(broker, ["homeassistant/#"]).connect()
+    retained = late.wait_for(lambda ms: len(ms) >= 1, timeout=5)
+    late.wait_for(lambda ms: False, timeout=0.5)
+    assert [m.topic for m in late.messages] == [device], retained
+    link = MqttLink(settings_for(broker))
+    link.start()
+    late.wait_for(lambda ms: len(ms) >= 2, timeout=10)
+    late.wait_for(lambda ms: False, timeout=1.0)
+    link.stop()
+    late.disconnect()
+    assert [m.topic for m in late.messages] == [device, device]
+
+
+# What Home Assistant's MQTT platforms take (the keys this door uses), and what each requires.
+PLATFORM_KEYS = {
+    "event": {"state_topic", "event_types", "value_template"},
+    "sensor": {
+        "state_topic", "value_template", "json_attributes_topic", "unit_of_measurement",
+        "state_class", "device_class",
+    },
+    "binary_sensor": {"state_topic", "payload_on", "payload_off", "device_class"},
+    "image": {"image_topic", "content_type"},
+    "button": {"command_topic", "payload_press"},
+    "text": {"command_topic", "min", "max", "mode", "pattern"},
+}  # fmt: skip
+REQUIRED_KEYS = {
+    "event": {"state_topic", "event_types"},
+    "sensor": {"state_topic"},
+    "binary_sensor": {"state_topic"},
+    "image": {"image_topic"},
+    "button": {"command_topic"},
+    "text": {"command_topic"},
+}
+COMMON_KEYS = {"p", "name", "unique_id", "default_entity_id", "icon", "entity_category"}
+
+
+def test_the_device_payload_follows_home_assistants_rules() -> None:
+    options = DiscoveryOptions(snapshots=True, people=("Lin-Manuel Miranda", "Zoë"))
+    topic, payload = device_discovery(Topics("peephole", "front door"), "homeassistant", options)
+    assert topic == "homeassistant/device/front_door/config"
+    config = json.loads(payload)
+    assert set(config) == {"dev", "o", "availability", "cmps"}
+    assert config["dev"]["ids"] == ["peephole_front_door"] and config["dev"]["name"]
+    assert config["o"]["name"] == "peephole" and config["o"]["sw_version"]
+    assert config["availability"][0]["topic"] == "peephole/front door/availability"
+    for component_id, component in config["cmps"].items():
+        platform = component["p"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", component_id)
+        assert set(component) <= COMMON_KEYS | PLATFORM_KEYS[platform], component_id
+        assert REQUIRED_KEYS[platform] <= set(component), component_id
+        # object_id is deprecated: the entity id is suggested by default_entity_id.
+        assert component["default_entity_id"] == f"{platform}.peephole_front_door_{component_id}"
+        assert component["unique_id"] == f"peephole_front_door_{component_id}"
+        if component.get("device_class") == "timestamp":
+            assert component["state_topic"].startswith("peephole/front door/person/")
+    seen = {c["name"] for c in config["cmps"].values() if c.get("device_class") == "timestamp"}
+    assert seen == {"Lin-Manuel Miranda last seen", "Zoë last seen"}
+    assert {"name_last_unknown", "undo_naming", "people_enrolled"} <= set(config["cmps"])
+
+
+def test_where_names_stay_home_discovery_names_nobody() -> None:
+    options = DiscoveryOptions(names_on_broker=False, people=("Lin-Manuel Miranda",))
+    config = json.loads(device_discovery(Topics("peephole", "door"), "homeassistant", options)[1])
+    assert "Lin" not in json.dumps(config)
+    assert "name_last_unknown" not in config["cmps"] and "undo_naming" in config["cmps"]
+    off = DiscoveryOptions(commands=False)
+    config = json.loads(device_discovery(Topics("peephole", "door"), "homeassistant", off)[1])
+    assert not {"name_last_unknown", "undo_naming", "last_command"} & set(config["cmps"])
 
 
 def test_diagnostic_sensors_read_the_retained_status() -> None:
-    messages = dict(discovery_messages(Topics("peephole", "door"), "homeassistant", False))
-    for object_id, field in (("fps", "fps"), ("outbox_backlog", "outbox_backlog")):
-        config = json.loads(messages[f"homeassistant/sensor/door/{object_id}/config"])
+    payload = device_discovery(Topics("peephole", "door"), "homeassistant", DiscoveryOptions())[1]
+    components = json.loads(payload)["cmps"]
+    for object_id, field in (
+        ("fps", "fps"),
+        ("outbox_backlog", "outbox_backlog"),
+        ("people_enrolled", "people"),
+    ):
+        config = components[object_id]
         assert config["state_topic"] == "peephole/door/status"
         assert config["entity_category"] == "diagnostic"
-        assert field in config["value_template"]
+        assert f"value_json.{field} " in config["value_template"]
