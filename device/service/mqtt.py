@@ -160,6 +160,9 @@ class MqttLink:
         self._connected = False
         self._stopping = False
         self._connections = 0
+        # The mid of the last connect's SUBSCRIBE, and whether the broker acknowledged it.
+        self._subscription = -1
+        self._subscribed = False
         self._problems: set[str] = set()
         self._ha_status = f"{settings.discovery_prefix}/status"
         client = paho.Client(
@@ -177,11 +180,17 @@ class MqttLink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
 
     @property
     def connected(self) -> bool:
         return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and the broker acknowledged every subscription (commands arrive now)."""
+        return self._connected and self._subscribed
 
     @property
     def connections(self) -> int:
@@ -288,11 +297,21 @@ class MqttLink:
         self._problems.clear()
         logger.info(f"connected to MQTT broker {self._where()}")
         client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
-        for topic_filter in self._handlers:
-            client.subscribe(topic_filter, qos=1)
+        filters = [(topic_filter, 1) for topic_filter in self._handlers]
         if self.settings.discovery:
             self._send_discovery(client)
-            client.subscribe([(self._ha_status, 1), (self._legacy_filter, 1)])
+            filters += [(self._ha_status, 1), (self._legacy_filter, 1)]
+        self._subscribed = False
+        if filters:
+            self._subscription = client.subscribe(filters)[1] or -1
+        else:
+            self._subscribed = True
+
+    def _on_subscribe(
+        self, client: paho.Client, userdata: Any, mid: int, reasons: Any, properties: Any
+    ) -> None:
+        if mid == self._subscription:
+            self._subscribed = True
 
     def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
         self._problem(

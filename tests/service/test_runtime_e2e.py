@@ -169,7 +169,9 @@ def test_events_carry_every_field_and_no_biometrics(clip: Run) -> None:
         assert 0.0 <= event["quality"] <= 1.0
         assert not any(isinstance(value, list) for value in event.values())
     for message in clip.received:
-        assert len(message.payload) < 2000, message.topic
+        # (The device discovery config, a few KB, is checked in its own test.)
+        if not message.topic.startswith("homeassistant/device/"):
+            assert len(message.payload) < 2000, message.topic
 
 
 def test_availability_goes_online_then_offline(clip: Run) -> None:
@@ -184,24 +186,33 @@ def test_presence_turns_on_and_off(clip: Run) -> None:
     assert all(a != b for a, b in itertools.pairwise(states))
 
 
-def test_home_assistant_discovery_is_retained_and_tied_to_availability(clip: Run) -> None:
-    configs = {m.topic: m.payload for m in clip.received if m.topic.startswith("homeassistant/")}
+def device_config(run: Run) -> dict[str, Any]:
+    """The last device discovery payload the run published."""
+    topic = f"homeassistant/device/{run.device_id}/config"
+    return dict(json.loads([m for m in run.received if m.topic == topic][-1].payload))
+
+
+def test_home_assistant_discovery_is_one_device_tied_to_availability(clip: Run) -> None:
+    # Nothing on the per-entity topics of earlier versions: one device payload.
+    others = {m.topic for m in clip.received if m.topic.startswith("homeassistant/")}
+    assert others == {"homeassistant/device/door/config"}
+    config = device_config(clip)
+    assert config["availability"][0]["topic"] == "peephole/door/availability"
+    assert config["dev"]["ids"] == ["peephole_door"]
+    components = config["cmps"]
     for component, object_id in (
         ("event", "visitor"),
         ("sensor", "last_visitor"),
         ("binary_sensor", "at_door"),
         ("sensor", "last_visitor_liveness"),
     ):
-        payload = json.loads(configs[f"homeassistant/{component}/door/{object_id}/config"])
-        assert payload["availability"][0]["topic"] == "peephole/door/availability"
-        assert payload["device"]["identifiers"] == ["peephole_door"]
-    event_entity = json.loads(configs["homeassistant/event/door/visitor/config"])
-    assert event_entity["event_types"] == ["known_visitor", "unknown_visitor"]
-    liveness = json.loads(configs["homeassistant/sensor/door/last_visitor_liveness/config"])
+        assert components[object_id]["p"] == component
+    assert components["visitor"]["event_types"] == ["known_visitor", "unknown_visitor"]
+    liveness = components["last_visitor_liveness"]
     assert liveness["state_topic"] == "peephole/door/visitor"
     assert "value_json.liveness" in liveness["value_template"]
-    # Snapshots are off by default: the image entity is removed, not announced.
-    assert configs["homeassistant/image/door/snapshot/config"] == b""
+    # Snapshots are off by default: no image entity.
+    assert "snapshot" not in components
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +256,6 @@ def test_snapshots_only_when_switched_on(gifs: list[Run]) -> None:
     snapshots = [m for m in hall.received if m.topic == "peephole/hall/snapshot"]
     assert len(snapshots) == len(hall.events("visitor"))
     assert all(m.payload.startswith(b"\xff\xd8") and not m.retain for m in snapshots)
-    image = next(m for m in hall.received if m.topic == "homeassistant/image/hall/snapshot/config")
-    assert json.loads(image.payload)["image_topic"] == "peephole/hall/snapshot"
+    assert device_config(hall)["cmps"]["snapshot"]["image_topic"] == "peephole/hall/snapshot"
+    assert "snapshot" not in device_config(porch)["cmps"]
     assert not [m for m in porch.received if m.topic == "peephole/porch/snapshot"]
