@@ -27,32 +27,12 @@ import cv2
 import numpy as np
 
 from device.errors import PeepholeError
-from device.identity.calibration import threshold_for_far
+from device.identity.calibration import allowed_named, threshold_for_far, wilson_interval
 from trainer.lfw import EmbedFn
 
-Z_95 = 1.959964
 # celebrity112's older split: the stranger target and the margin the manifests were calibrated with.
 FAR_TARGET = 0.01
 MATCH_MARGIN = 0.05
-
-
-def wilson_interval(named: int, total: int, z: float = Z_95) -> tuple[float, float]:
-    """The Wilson score interval of a rate ``named / total``."""
-    if total == 0:
-        return (0.0, 1.0)
-    rate = named / total
-    centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(rate * (1 - rate) / total + z * z / (4 * total * total))
-    half /= 1 + z * z / total
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def allowed_named(total: int, far_target: float) -> int:
-    """The most strangers that may be named while the rate's upper bound stays in target."""
-    named = 0
-    while named < total and wilson_interval(named + 1, total)[1] <= far_target:
-        named += 1
-    return named
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,26 @@ import numpy as np
 
 # Thresholds are reported on this grid (cosine), rounded up so the target still holds.
 THRESHOLD_STEP = 0.001
+Z_95 = 1.959964
+
+
+def wilson_interval(named: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a rate ``named / total``."""
+    if total == 0:
+        return (0.0, 1.0)
+    rate = named / total
+    centre = (rate + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(rate * (1 - rate) / total + z * z / (4 * total * total))
+    half /= 1 + z * z / total
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def allowed_named(total: int, far_target: float) -> int:
+    """The most strangers that may be named while the rate's upper bound stays in target."""
+    named = 0
+    while named < total and wilson_interval(named + 1, total)[1] <= far_target:
+        named += 1
+    return named
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,51 @@ def leave_one_out_scores(
 
 
 @dataclass(frozen=True)
+class DomainRate:
+    """Strangers of one source named at a threshold, with the rate's 95% interval."""
+
+    domain: str
+    faces: int
+    named: int
+
+    @property
+    def rate(self) -> float:
+        return self.named / self.faces if self.faces else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.named, self.faces)
+
+
+def domain_rates(
+    domains: dict[str, ProbeScores], threshold: float, margin: float
+) -> list[DomainRate]:
+    """Each stranger domain's named count at this setting."""
+    return [
+        DomainRate(name, len(scores.similarity), int(named(scores, threshold, margin).sum()))
+        for name, scores in domains.items()
+    ]
+
+
+def threshold_for_domains(
+    domains: dict[str, ProbeScores], target_far: float, margin: float
+) -> float | None:
+    """The lowest threshold at which every domain's 95% upper bound of strangers named stays
+    within ``target_far``: the worst domain decides (a threshold does not transfer across
+    photo sources). None when no domain has a stranger near anyone."""
+    chosen: list[float] = []
+    for scores in domains.values():
+        total = len(scores.similarity)
+        if total == 0:
+            continue
+        allowed = allowed_named(total, target_far)
+        found = threshold_for_far(scores.similarity, scores.margin, allowed / total, margin)
+        if found is not None:
+            chosen.append(found)
+    return max(chosen) if chosen else None
+
+
+@dataclass(frozen=True)
 class DoorCalibration:
     """A door's identification threshold and what it does to strangers and the household."""
 
@@ -155,35 +220,48 @@ class DoorCalibration:
     strangers_named: float
     enrolled_samples: int
     enrolled_named_correctly: float  # leave-one-out, from the gallery alone
+    # Each source of strangers (a folder) at the threshold: the worst one chose it.
+    domains: tuple[DomainRate, ...] = ()
 
     @property
     def resolvable(self) -> bool:
         """Enough stranger faces for the target to mean something (one named is < target)."""
-        return self.stranger_faces * self.target_far >= 1.0
+        return (
+            min((d.faces for d in self.domains), default=self.stranger_faces) * (self.target_far)
+            >= 1.0
+        )
 
 
 def calibrate_door(
-    strangers: ProbeScores,
+    strangers: dict[str, ProbeScores],
     household: ProbeScores,
     target_far: float,
     margin: float,
     fallback_threshold: float,
 ) -> DoorCalibration:
-    """The lowest threshold meeting ``target_far`` on the strangers' faces, with its effects.
+    """The lowest threshold meeting ``target_far`` on every source of strangers' faces (the
+    worst source decides), with its effects on each and on the household.
 
     ``household`` holds the enrolled samples' leave-one-out scores
     (:func:`leave_one_out_scores`).
     """
-    chosen = threshold_for_far(strangers.similarity, strangers.margin, target_far, margin)
+    found = [
+        threshold_for_far(scores.similarity, scores.margin, target_far, margin)
+        for scores in strangers.values()
+    ]
+    chosen = max((t for t in found if t is not None), default=None)
     threshold = fallback_threshold if chosen is None else chosen
     enrolled = evaluate(household, threshold, margin)
+    domains = tuple(domain_rates(strangers, threshold, margin))
+    faces = sum(d.faces for d in domains)
     return DoorCalibration(
         threshold=threshold,
         found=chosen is not None,
         target_far=target_far,
         margin=margin,
-        stranger_faces=len(strangers.similarity),
-        strangers_named=evaluate(strangers, threshold, margin).strangers_named,
+        stranger_faces=faces,
+        strangers_named=sum(d.named for d in domains) / faces if faces else float("nan"),
         enrolled_samples=enrolled.enrolled_probes,
         enrolled_named_correctly=enrolled.enrolled_named_correctly,
+        domains=domains,
     )

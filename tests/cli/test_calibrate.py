@@ -64,3 +64,43 @@ def test_calibrate_refuses_an_empty_gallery_and_a_missing_folder(
     missing = CliRunner().invoke(main, [*base, "calibrate", "--strangers", str(tmp_path / "x")])
     assert missing.exit_code == 1 and "not a folder" in missing.stderr
     assert not (tmp_path / "g.db").exists()
+
+
+def test_calibrate_reports_each_folder_and_the_worst_one_decides(
+    reference_f32: tuple[Path, Path], tmp_path: Path
+) -> None:
+    celebrity = require_shared("data/celebrity112")
+    utkface = require_shared("data/unlabeled/utkface")
+    model, manifest = reference_f32
+    base = ["--db", str(tmp_path / "g.db"), "--model", str(model), "--manifest", str(manifest)]
+    for name in ("Hugh_Jackman", "Keira_Knightley", "Mark_Ruffalo"):
+        photos = [str(p) for p in numbered(celebrity / name)[:5]]
+        result = CliRunner().invoke(main, [*base, "enroll", "--name", name, "--images", *photos])
+        assert result.exit_code == 0, result.output
+    folders = {"celebrities": tmp_path / "celebrities", "utkface": tmp_path / "utkface"}
+    for folder in folders.values():
+        folder.mkdir()
+    for name in ("Tina_Fey", "Will_Smith", "Simon_Cowell"):
+        for photo in numbered(celebrity / name)[:20]:
+            (folders["celebrities"] / f"{name}_{photo.name}").symlink_to(photo)
+    for photo in sorted(utkface.glob("*.jpg"))[:80]:
+        (folders["utkface"] / photo.name).symlink_to(photo)
+
+    def calibrated(*paths: Path) -> dict[str, object]:
+        arguments = [item for path in paths for item in ("--strangers", str(path))]
+        result = CliRunner().invoke(main, ["-q", *base, "calibrate", *arguments, "--json"])
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.stdout))
+
+    both = calibrated(*folders.values())
+    alone = [calibrated(folder) for folder in folders.values()]
+    assert both["threshold"] == max(a["threshold"] for a in alone)  # type: ignore[type-var]
+    domains = both["domains"]
+    assert isinstance(domains, list)
+    assert [d["strangers"] for d in domains] == [str(f) for f in folders.values()]
+    for domain, single in zip(domains, alone, strict=True):
+        assert domain["faces"] == single["stranger_faces"]
+        low, high = domain["interval"]
+        assert low <= domain["rate"] <= high and domain["rate"] <= 0.01
+    text = CliRunner().invoke(main, [*base, "calibrate", "--strangers", str(folders["utkface"])])
+    assert "95% interval" in text.stdout and str(folders["utkface"]) in text.stdout

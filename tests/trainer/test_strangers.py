@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.strangers import allowed_named, wilson_interval
+from device.identity.calibration import allowed_named, wilson_interval
 
 
 def test_wilson_interval_matches_the_textbook_values() -> None:
