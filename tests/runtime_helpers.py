@@ -22,6 +22,7 @@ from device.vision.sources import FrameSource
 from tests.broker import Broker
 from tests.conftest import ROOT, require_shared
 
+CLIP = "data/video/short_hamilton_clip.mp4"
 PEOPLE = {
     "Lin-Manuel Miranda": "data/video/lin-manuel-miranda.png",
     "Alex Lacamoire": "data/video/alex-lacamoire.png",
@@ -57,6 +58,38 @@ def enroll_people(gallery: Path, reference: tuple[Path, Path] | None) -> None:
             main, ["--db", str(gallery), *model_options(reference), *enroll_arguments(name)]
         )
         assert result.exit_code == 0, result.output
+
+
+def name_lin_from_his_visit(gallery: Path, workdir: Path) -> str:
+    """What a household does when one photo is not enough at the shipped threshold: the
+    Hamilton clip runs once (no broker), and the stranger's visit the door came closest to
+    naming, Lin's, is named as him (``visits name --append``). Returns the visit id."""
+    config = write_config(workdir / "teach.toml", gallery=gallery, outbox=workdir / "teach.db")
+    done = run_to_end(config, None, "--source", str(require_shared(CLIP)))
+    assert done.returncode == 0, done.stderr
+    runner = CliRunner()
+    listed = runner.invoke(main, ["--config", str(config), "visits", "list", "--json"])
+    strangers = [
+        visit
+        for visit in map(json.loads, listed.stdout.splitlines())
+        if visit["outcome"] == "stranger"
+    ]
+    visit = max(strangers, key=lambda v: v["similarity"])["visit_id"]
+    named = runner.invoke(
+        main,
+        [
+            "--config",
+            str(config),
+            "visits",
+            "name",
+            visit,
+            "--as",
+            "Lin-Manuel Miranda",
+            "--append",
+        ],
+    )
+    assert named.exit_code == 0, named.output
+    return str(visit)
 
 
 def make_door(

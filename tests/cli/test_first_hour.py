@@ -70,15 +70,22 @@ def events(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def test_the_demo_names_lin_never_alex_and_says_what_to_do_next() -> None:
+def test_the_demo_names_lin_from_his_visit_never_alex_and_says_what_to_do_next() -> None:
     require_shared(CLIP)
     done = subprocess.run(
         ["bash", "scripts/run.sh", "--demo"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr
     visitors = [e for e in events(done.stdout) if e["event"] == "visitor"]
-    named = {e["person"] for e in visitors if e["known"]}
-    assert named == {"Lin-Manuel Miranda"}
+    # Two passes of the clip: his one photo does not name Lin at the safe threshold (his
+    # visit is the one stranger's); named from that visit, the second pass names him.
+    passes = len(visitors) // 2
+    first, second = visitors[:passes], visitors[passes:]
+    assert not [e for e in first if e["known"]]
+    lin = [e for e in first if e["outcome"] == "stranger"]
+    assert len(lin) == 1
+    assert {e["person"] for e in second if e["known"]} == {"Lin-Manuel Miranda"}
+    assert f"visits name {lin[0]['visit_id']} --as 'Lin-Manuel Miranda' --append" in done.stderr
     assert "visits list" in done.stderr and "visits name ID --as NAME" in done.stderr
     assert ".venv/bin/peephole" in done.stderr
 
@@ -162,8 +169,10 @@ def test_events_say_their_outcome_and_the_start_counts_the_backlog(home: dict[st
     again = peephole(home, "run", "--source", clip)
     assert "1 person enrolled" in again.stderr and f"({backlog} waiting)" in again.stderr
     second = [e for e in events(again.stdout) if e["event"] == "visitor"]
-    assert {e["outcome"] for e in second if e["known"]} == {"known"}
-    assert {e["outcome"] for e in second if not e["known"]} <= {"stranger", "not_seen_well"}
+    # One photo does not name Lin at the shipped threshold: his visit is a stranger's
+    # (the demo test names it and sees him known).
+    assert {e["outcome"] for e in second} == {"stranger", "not_seen_well"}
+    assert all(e["similarity"] is not None for e in second if e["outcome"] == "stranger")
     for event in events(again.stdout):
         conforms(event, schema)
 
