@@ -53,11 +53,10 @@ def chromium() -> Iterator[webdriver.Chrome]:
             driver.quit()
 
 
-def set_width(driver: webdriver.Chrome, size: tuple[int, int]) -> None:
-    """The viewport a phone (or a desktop) gives the page, CSS pixels, as a device would."""
+def set_width(driver: webdriver.Chrome, size: tuple[int, int], scale: float = 1.0) -> None:
+    """The viewport a phone (or a desktop) gives the page, in CSS pixels, as a device would."""
     width, height = size
-    phone = width < 600
     driver.execute_cdp_cmd(
         "Emulation.setDeviceMetricsOverride",
-        {"width": width, "height": height, "deviceScaleFactor": 2 if phone else 1, "mobile": phone},
+        {"width": width, "height": height, "deviceScaleFactor": scale, "mobile": width < 600},
     )
