@@ -92,14 +92,14 @@ def create_app(config: Config, household: Household) -> FastAPI:
         session = web.sessions.get(request.cookies.get(COOKIE))
         fresh = session is None
         if session is None:
-            session = web.sessions.new(logged_in=web.open)
-        elif web.open:
-            session.logged_in = True
+            session = web.sessions.new()
         request.state.session = session
-        if not session.logged_in and not request.url.path.startswith(PUBLIC):
+        # Open (loopback, no password) is decided per request: a password set while the
+        # page runs closes it at once, for sessions made before too.
+        if not (web.open or session.logged_in) and not request.url.path.startswith(PUBLIC):
             response: Response = (
                 JSONResponse({"detail": "log in first"}, status.HTTP_401_UNAUTHORIZED)
-                if wants_json(request) or request.url.path.endswith((".png", ".jpg"))
+                if wants_json(request)
                 else RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
             )
         else:

@@ -55,7 +55,7 @@ async def log_in(request: Request, password: str) -> None:
 @router.get("/login", include_in_schema=False)
 def login_page(request: Request) -> Response:
     web = web_of(request)
-    if session_of(request).logged_in:
+    if web.open or session_of(request).logged_in:
         return RedirectResponse("/", status.HTTP_303_SEE_OTHER)
     return web.page(request, "login.html", title="Log in")
 
@@ -77,7 +77,7 @@ async def login_form(request: Request, password: Annotated[str, Form()]) -> Resp
 def logout_form(request: Request) -> Response:
     web = web_of(request)
     web.sessions.end(session_of(request))
-    request.state.session = web.sessions.new(logged_in=web.open)
+    request.state.session = web.sessions.new()
     return RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
 
 

@@ -52,7 +52,7 @@ class Web:
             {
                 "csrf": session.csrf,
                 "flashes": session.take_flashes(),
-                "logged_in": session.logged_in and not self.open,
+                "logged_in": session.logged_in,
                 **values,
             },
         )
@@ -85,7 +85,9 @@ async def check_csrf(request: Request) -> None:
 
 
 def wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/")
+    """An API call or an image: answered with a status and one line, never a redirect."""
+    path = request.url.path
+    return path.startswith("/api/") or path.endswith((".png", ".jpg"))
 
 
 def attempt(request: Request, back: str, action: Callable[[], str]) -> Response:

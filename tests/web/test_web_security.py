@@ -141,6 +141,8 @@ def test_images_need_a_session_and_are_never_cached(site: tuple[Path, int]) -> N
         "/people/samples/-1.png",
         "/static/..%2F..%2Fconfig.py",
         "/static/../app.py",
+        "/visits/nosuchvisit/doorstep.jpg",
+        "/visits/nosuchvisit/crops/0.png",
     ],
 )
 def test_a_path_traversal_image_request_is_refused(site: tuple[Path, int], path: str) -> None:
@@ -268,6 +270,9 @@ def test_on_loopback_without_a_password_the_page_is_open(tmp_path: Path) -> None
         assert client.post_json("/api/visits/undo", {}).status == 403  # CSRF still checked
         undo = client.post_json("/api/visits/undo", {}, csrf=client.csrf("/people"))
         assert undo.status == 400 and undo.json()["detail"] == "there is no naming to undo"
+        set_password(config)  # closes the page at once, to the sessions already open too
+        assert client.get("/people").status == 303 and client.get("/api/people").status == 401
+        assert client.log_in().status == 303 and client.get("/people").status == 200
         server.terminate()
         output = io.StringIO(server.communicate(timeout=30)[0])
     assert "no password set: anyone on this machine can open the page" in output.getvalue()
