@@ -3,8 +3,10 @@ a gallery holding a person named like a script, and each refusal the issue asks 
 
 from __future__ import annotations
 
+import http.client
 import io
 import re
+import ssl
 import struct
 import time
 import zlib
@@ -15,6 +17,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from tests.broker import Pki
 from tests.conftest import read_bgr, require_shared
 from tests.web.web_helpers import (
     PASSWORD,
@@ -93,6 +96,22 @@ def test_the_session_cookie_is_httponly_strict_and_new_at_login(site: tuple[Path
     assert client.log_in().status == 303
     assert client.cookies["peephole_session"] != anonymous
     assert Client(port, {"peephole_session": anonymous}).get("/people").status == 303
+
+
+def test_over_tls_the_cookie_is_secure_too(tmp_path: Path, pki: Pki) -> None:
+    port = free_port()
+    config = web_config(
+        tmp_path, port, f'tls_cert = "{pki.server_cert}"\ntls_key = "{pki.server_key}"\n'
+    )
+    set_password(config)
+    with web_server(config, port):
+        client = Client(port, tls=ssl.create_default_context(cafile=str(pki.ca)))
+        cookie = client.get("/login").headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+        assert client.log_in().status == 303 and client.get("/people").status == 200
+        plain = Client(port)
+        with pytest.raises((ConnectionError, http.client.HTTPException)):
+            plain.get("/login")
 
 
 def test_a_change_without_the_csrf_token_is_refused(site: tuple[Path, int]) -> None:

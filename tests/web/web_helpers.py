@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -113,6 +114,8 @@ class Client:
 
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
+    # HTTPS, trusting this context's CA, instead of plain HTTP.
+    tls: ssl.SSLContext | None = None
 
     def request(
         self,
@@ -121,7 +124,11 @@ class Client:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        connection = (
+            http.client.HTTPSConnection("127.0.0.1", self.port, timeout=60, context=self.tls)
+            if self.tls is not None
+            else http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        )
         sent = dict(headers or {})
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
