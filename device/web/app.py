@@ -9,7 +9,6 @@ resource, check the CSRF token of every request that changes something
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,8 +26,6 @@ from device.service.household import Household
 from device.web import auth, people, status_page, visits
 from device.web.context import UNSAFE_METHODS, Web, session_of, wants_json, web_of
 from device.web.sessions import COOKIE, LoginLimiter, Session, Sessions
-
-logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 # Paths open without a login: the login itself and the stylesheet and script.
