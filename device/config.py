@@ -410,6 +410,57 @@ class SiteConfig(Section):
             decode_key_text(self.model_signer, "[site] model_signer is not a public signing key")
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass
+class WebConfig(Section):
+    """The door's web page (``peephole web``, docs/web.md): visits, people and health.
+
+    It listens on ``host`` (loopback by default: only this machine). Any other
+    address needs a password, set with ``peephole web set-password`` and kept
+    only as a slow hash in ``password_file`` (empty: ``web-password`` in the
+    state directory); without one the page refuses to start. ``tls_cert`` and
+    ``tls_key`` serve HTTPS directly (else put it behind a reverse proxy that
+    does, docs/web.md). Uploads are refused above ``max_upload_bytes`` or
+    ``max_upload_pixels`` (read from the image's header, before decoding).
+    """
+
+    name: ClassVar[str] = "web"
+
+    host: str = "127.0.0.1"
+    port: int = ranged(8080, 1, 65535)
+    password_file: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    max_upload_bytes: int = ranged(8 * 1024 * 1024, 1024, 64 * 1024 * 1024)
+    max_upload_pixels: int = ranged(24_000_000, 10_000, 40_000_000)
+    # Hours a login lasts (the session ends sooner when the page process restarts).
+    session_hours: float = ranged(12.0, 0.01, 24.0 * 365)
+    # Failed logins allowed per client address within login_window seconds.
+    login_attempts: int = ranged(5, 1, 1000)
+    login_window: float = ranged(300.0, 1.0, 86_400.0)
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in LOOPBACK_HOSTS or self.host.startswith("127.")
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert)
+
+    def resolved_password_file(self) -> Path:
+        if self.password_file:
+            return Path(self.password_file)
+        return _default_state_dir() / "web-password"
+
+    def check(self) -> None:
+        if not self.host or any(c.isspace() or not c.isprintable() for c in self.host):
+            raise ConfigError(f"[web] host {self.host!r} is not an address")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("[web] tls_cert and tls_key go together")
+
+
 @dataclass
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -423,6 +474,7 @@ class Config:
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     visits: VisitsConfig = field(default_factory=VisitsConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 def default_config_path() -> Path:

@@ -30,6 +30,9 @@ path = "$demo/gallery.db"
 [runtime]
 outbox_path = "$demo/outbox.db"
 status_path = "$demo/status.json"
+
+[web]
+password_file = "$demo/web-password"
 TOML
 chmod 600 "$demo/config.toml"
 export PEEPHOLE_CONFIG=$demo/config.toml
@@ -52,6 +55,7 @@ if [[ -n $visit ]]; then
 fi
 cat >&2 <<HINTS
 run.sh: the clip's visits are kept in $demo. Next:
+  PEEPHOLE_CONFIG=$demo/config.toml $peephole web                     # then open http://127.0.0.1:8080/ (docs/web.md)
   PEEPHOLE_CONFIG=$demo/config.toml $peephole visits list            # who came, strangers too
   PEEPHOLE_CONFIG=$demo/config.toml $peephole visits name ID --as NAME  # teach the door a visitor
   $peephole enroll --name YOUR_NAME --images photo.jpg               # your own household (docs/usage.md)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh Debian machine: installs Mosquitto (tests
 # start their own broker on 127.0.0.1), shellcheck and systemd-analyze (checks of
-# the firmware scripts and the unit), the virtual environment with the trainer
+# the firmware scripts and the units), chromium and chromedriver (the web page's
+# tests drive a real headless browser through Selenium), the virtual environment with the trainer
 # extra, then lint, type checks, the import-layer contracts (import-linter) and pytest
 # (two workers, pytest-xdist).
 set -euo pipefail
@@ -10,6 +11,8 @@ missing_packages=()
 [[ -x /usr/sbin/mosquitto ]] || command -v mosquitto >/dev/null 2>&1 || missing_packages+=(mosquitto)
 command -v shellcheck >/dev/null 2>&1 || missing_packages+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || missing_packages+=(systemd)
+[[ -x /usr/bin/chromium ]] || missing_packages+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || missing_packages+=(chromium-driver)
 if (( ${#missing_packages[@]} )); then
     sudo_cmd=""; [[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq

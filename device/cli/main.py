@@ -21,6 +21,7 @@ from device.cli.people import people
 from device.cli.run import run
 from device.cli.site import site_group
 from device.cli.visits import visits
+from device.cli.web import web
 from device.config import load_config
 from device.errors import PeepholeError
 
@@ -74,5 +75,6 @@ for command in (
     calibrate,
     run,
     site_group,
+    web,
 ):
     main.add_command(command)

@@ -40,20 +40,6 @@ def local_time(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def who(view: VisitView) -> str:
-    visit = view.visit
-    if view.named_as is not None:
-        return f"{view.named_as} (named)"
-    if visit.known and visit.person is not None:
-        return visit.person
-    if visit.reason == "liveness" and visit.person is not None:
-        return f"unknown (looked like {visit.person}; not live)"
-    return {
-        "not_seen_well": "unknown (not seen well)",
-        "nobody_enrolled": "unknown (nobody enrolled)",
-    }.get(visit.outcome, "unknown")
-
-
 def record(view: VisitView) -> dict[str, Any]:
     visit = view.visit
     return {
@@ -114,7 +100,7 @@ def visits_list(
         similarity = "-" if visit.similarity is None else f"{visit.similarity:.3f}"
         click.echo(
             f"{visit.id:<10}  {local_time(visit.first_seen):<19}  {visit.door[:12]:<12}  "
-            f"{similarity:>10}  {visit.liveness or '-':<9}  {visit.crop_count:>5}  {who(view)}"
+            f"{similarity:>10}  {visit.liveness or '-':<9}  {visit.crop_count:>5}  {view.label}"
         )
 
 

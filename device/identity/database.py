@@ -48,6 +48,10 @@ class DatabaseKind:
         return len(self.migrations)
 
 
+# The files this process found sound: (path, inode, size, mtime); any change checks again.
+_CHECKED: set[tuple[str, int, int, int]] = set()
+
+
 def open_database(
     path: Path, kind: DatabaseKind, *, create: bool
 ) -> tuple[sqlite3.Connection, bool]:
@@ -113,9 +117,16 @@ def _prepare(
             for migrate in kind.migrations[current:]:
                 migrate(db)
             connection.execute(f"PRAGMA user_version = {kind.version}")
+    # quick_check reads the whole file (30 ms for 1,000 visits); a long-running process
+    # (the web page opens the database for every request) checks each state of it once.
+    seen = path.stat()
+    checked = (str(path.resolve()), seen.st_ino, seen.st_size, seen.st_mtime_ns)
+    if checked in _CHECKED:
+        return
     check = connection.execute("PRAGMA quick_check").fetchone()[0]
     if check != "ok":
         raise error(f"{noun} {path} is corrupt: {check}")
+    _CHECKED.add(checked)
 
 
 @contextlib.contextmanager

@@ -40,6 +40,21 @@ class VisitView:
         """The person the visit is now taken to be: as named, else as recognised, else None."""
         return self.named_as or (self.visit.person if self.visit.known else None)
 
+    @property
+    def label(self) -> str:
+        """Who it was, for a person to read: ``Lin (named)``, ``unknown (not seen well)``."""
+        visit = self.visit
+        if self.named_as is not None:
+            return f"{self.named_as} (named)"
+        if visit.known and visit.person is not None:
+            return visit.person
+        if visit.reason == "liveness" and visit.person is not None:
+            return f"unknown (looked like {visit.person}; not live)"
+        return {
+            "not_seen_well": "unknown (not seen well)",
+            "nobody_enrolled": "unknown (nobody enrolled)",
+        }.get(visit.outcome, "unknown")
+
 
 class Household:
     """A door's gallery and visits, for one household's operations."""
