@@ -50,6 +50,8 @@ class VisitView:
             return visit.person
         if visit.reason == "liveness" and visit.person is not None:
             return f"unknown (looked like {visit.person}; not live)"
+        if visit.reason == "frames":
+            return "unknown (close to someone enrolled; too few of its faces agreed)"
         return {
             "not_seen_well": "unknown (not seen well)",
             "nobody_enrolled": "unknown (nobody enrolled)",

@@ -98,6 +98,11 @@ class Outcome(StrEnum):
     NOT_LIVE = "not_live"
 
 
+# Why a visit whose faces matched someone was not announced as them.
+LIVENESS_NOT_LIVE = "liveness"
+FRAMES_DISAGREE = "frames"
+
+
 @dataclass(frozen=True)
 class Decision:
     """One visit's identity; embeddings stay in the track, never in the decision."""
@@ -109,7 +114,7 @@ class Decision:
     frames_used: int
     quality: float
     liveness: Liveness | None = None
-    # Why a match was not announced as known ("liveness"), or None.
+    # Why a match was not announced as known (LIVENESS_NOT_LIVE, FRAMES_DISAGREE), or None.
     reason: str | None = None
     outcome: Outcome = Outcome.STRANGER
 
@@ -289,7 +294,11 @@ class VisitorTracker:
                 and verdict is not Liveness.LIVE
             ):
                 decision = replace(
-                    decision, person=None, known=False, reason="liveness", outcome=Outcome.NOT_LIVE
+                    decision,
+                    person=None,
+                    known=False,
+                    reason=LIVENESS_NOT_LIVE,
+                    outcome=Outcome.NOT_LIVE,
                 )
         track.decision = decision
         track.reported = True
@@ -343,8 +352,10 @@ class VisitorTracker:
                     None, False, None, None, used, quality, outcome=Outcome.NOBODY_ENROLLED
                 )
             else:
+                # The faces' mean named someone, but fewer than half of the single faces did.
+                disagree = FRAMES_DISAGREE if match.known else None
                 track.decision = Decision(
-                    None, False, match.similarity, match.margin, used, quality
+                    None, False, match.similarity, match.margin, used, quality, reason=disagree
                 )
 
     def _assign(self, boxes: list[Box]) -> dict[int, Track]:
