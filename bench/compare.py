@@ -39,9 +39,9 @@ from device.errors import PeepholeError
 from device.identity.gallery import EmbeddingRows
 from device.identity.matching import GalleryIndex
 from device.vision.detector import default_model_dir
+from device.vision.embedder import default_model_path
 from device.vision.landmarks import MESH_FILE
 from device.vision.manifest import ModelManifest, file_sha256, manifest_path_for
-from device.vision.pipeline import default_model_path
 from trainer.lfw import read_pairs
 
 ROOT = Path(__file__).resolve().parents[1]

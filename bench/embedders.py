@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.vision.embedder import FaceEmbedder
+from device.vision.embedder import FaceEmbedder, default_model_path
 from device.vision.imageio import read_image
-from device.vision.pipeline import default_model_path
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.vision.embedder import FaceEmbedder
-from device.vision.pipeline import default_model_path
+from device.vision.embedder import FaceEmbedder, default_model_path
 from trainer.evaluate import aligned_lfw, evaluate_lfw
 from trainer.lfw import read_pairs
 

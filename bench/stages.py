@@ -18,9 +18,9 @@ import numpy as np
 
 from bench.machine import cpu_name
 from device.config import Config
-from device.vision.embedder import FaceEmbedder
+from device.vision.embedder import FaceEmbedder, default_model_path
 from device.vision.imageio import read_image
-from device.vision.pipeline import FacePipeline, StageTimer, default_model_path
+from device.vision.pipeline import FacePipeline, StageTimer
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))

@@ -8,7 +8,9 @@ Then ``peephole web`` in its own process, as on the door:
 - page times: each page fetched in turns (the order rotating), a logged-in session,
   over HTTP on 127.0.0.1; median and p95;
 - memory: the page process's resident set (``VmRSS``) and peak (``VmHWM``) after the
-  page times, then after one photo upload (the face models loaded);
+  page times, then with its face models' child after one photo upload, and once that
+  child has ended (``model_idle_seconds``); the page runs with the environment its unit
+  sets (``systemd/peephole-web.service``);
 - the door: ``peephole run`` on the clip ten times over (not paced: as fast as it
   goes), with and without a client fetching every second what a browser fetches when it
   reloads ``/visits`` (the page, its stylesheet, the 50 faces on it; the browser itself
@@ -48,6 +50,8 @@ from tests.web.web_helpers import (
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 VISITS = 1000
+# The models' child ends this long after its last call (the default is 120 s).
+IDLE_S = 5.0
 
 
 def clip_repeated(path: Path, times: int) -> Path:
@@ -92,6 +96,25 @@ def memory(pid: int) -> dict[str, float]:
     return values
 
 
+def unit_environment() -> dict[str, str]:
+    """The ``Environment=`` assignments of the page's unit that tune its memory (glibc's)."""
+    unit = Path(__file__).parent.parent / "systemd" / "peephole-web.service"
+    found: dict[str, str] = {}
+    for line in unit.read_text().splitlines():
+        if line.startswith("Environment="):
+            for assignment in line.removeprefix("Environment=").split():
+                key, _, value = assignment.partition("=")
+                if key.startswith("MALLOC_"):
+                    found[key] = value
+    return found
+
+
+def model_workers(pid: int) -> list[int]:
+    """The page's spawned model process, if it is running."""
+    children = (Path(f"/proc/{pid}/task/{pid}/children").read_text()).split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -125,14 +148,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="peephole-bench-web-") as name:
         folder = Path(name)
         port = free_port()
-        config = web_config(folder, port)
+        config = web_config(folder, port, f"model_idle_seconds = {IDLE_S}\n")
         set_password(config)
         assert run_to_end(config, None, "--source", str(require_shared(CLIP))).returncode == 0
         lin = fill_visits(folder / "visits.db", VISITS)
         named = peephole(config, "visits", "name", lin, "--as", "Lin-Manuel Miranda")
         assert named.returncode == 0, named.stderr
         video = clip_repeated(folder / "clip.avi", options.clip_times)
-        with web_server(config, port) as server:
+        with web_server(config, port, **unit_environment()) as server:
             os.setpriority(os.PRIO_PROCESS, server.pid, 5)  # as peephole-web.service's Nice=5
             client = Client(port)
             assert client.log_in().status == 303
@@ -144,7 +167,7 @@ def main() -> None:
                 "/api/visits?limit=1000": "/api/visits?limit=1000",
                 "a face (PNG)": f"/visits/{lin}/crops/0.png",
             }
-            for path in pages.values():  # warm: the first visit page loads the model
+            for path in pages.values():  # warm: the first visit page starts the models' child
                 assert client.get(path).status == 200, path
             times: dict[str, list[float]] = {label: [] for label in pages}
             labels = list(pages)
@@ -162,6 +185,13 @@ def main() -> None:
             )
             assert uploaded.status == 200 and json.loads(uploaded.body)["accepted"]
             after_upload = memory(server.pid)
+            (worker,) = model_workers(server.pid)
+            models_child = memory(worker)
+            ended = time.monotonic() + IDLE_S + 30
+            while model_workers(server.pid) and time.monotonic() < ended:
+                time.sleep(0.5)
+            assert not model_workers(server.pid), "the models' child did not end when idle"
+            after_idle = memory(server.pid)
 
             fps: dict[str, list[float]] = {"without": [], "with": []}
             phone = Client(port)
@@ -190,7 +220,13 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| after the page times | {after_pages['VmRSS']:.0f} | {after_pages['VmHWM']:.0f} |")
     print(
-        f"| after one upload (models loaded) | {after_upload['VmRSS']:.0f} | {after_upload['VmHWM']:.0f} |"
+        f"| after one upload (made in the models' child) | {after_upload['VmRSS']:.0f} | {after_upload['VmHWM']:.0f} |"
+    )
+    print(
+        f"| the models' child, after that upload | {models_child['VmRSS']:.0f} | {models_child['VmHWM']:.0f} |"
+    )
+    print(
+        f"| page process once the child ended ({IDLE_S:.0f} s idle) | {after_idle['VmRSS']:.0f} | {after_idle['VmHWM']:.0f} |"
     )
     print(f"\n| door, clip x{options.clip_times} unpaced | fps per run | median |")
     print("|---|---|---|")

@@ -423,7 +423,9 @@ class WebConfig(Section):
     state directory); without one the page refuses to start. ``tls_cert`` and
     ``tls_key`` serve HTTPS directly (else put it behind a reverse proxy that
     does, docs/web.md). Uploads are refused above ``max_upload_bytes`` or
-    ``max_upload_pixels`` (read from the image's header, before decoding).
+    ``max_upload_pixels`` (read from the image's header, before decoding). Namings and
+    photos run the face models in a child process that ends ``model_idle_seconds``
+    after its last call, so the page's own process stays small.
     """
 
     name: ClassVar[str] = "web"
@@ -440,6 +442,8 @@ class WebConfig(Section):
     # Failed logins allowed per client address within login_window seconds.
     login_attempts: int = ranged(5, 1, 1000)
     login_window: float = ranged(300.0, 1.0, 86_400.0)
+    # Seconds the face models' process (namings, photos) lives on after its last call.
+    model_idle_seconds: float = ranged(120.0, 1.0, 86_400.0)
 
     @property
     def loopback(self) -> bool:

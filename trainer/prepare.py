@@ -35,9 +35,9 @@ from tqdm import tqdm
 from device.config import Config, QualityConfig, load_config
 from device.errors import ImageError, PeepholeError
 from device.vision.align import CROP_SIZE
-from device.vision.embedder import FaceEmbedder
+from device.vision.embedder import FaceEmbedder, default_model_path
 from device.vision.imageio import IMAGE_SUFFIXES, read_image
-from device.vision.pipeline import FacePipeline, default_model_path
+from device.vision.pipeline import FacePipeline
 from device.vision.quality import laplacian_variance
 from trainer.prepared import (
     UNLABELED,

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import click
 
@@ -23,7 +23,9 @@ from device.identity.gallery import Gallery
 from device.identity.matching import Matcher, resolve_threshold
 from device.site.model_choice import ModelChoice
 from device.vision.embedder import FaceEmbedder
-from device.vision.pipeline import FacePipeline
+
+if TYPE_CHECKING:
+    from device.vision.pipeline import FacePipeline
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class AppContext:
 
     def pipeline(self, with_embedder: bool = True) -> FacePipeline:
         if self._pipeline is None:
+            # Imported here: the detector brings OpenCV, which `peephole web` does without.
+            from device.vision.pipeline import FacePipeline
+
             self._pipeline = FacePipeline.from_config(self.config)
         if with_embedder and self._pipeline.embedder is None:
             self._pipeline.embedder = self.embedder()

@@ -6,27 +6,49 @@ stderr with exit status 1; usage errors exit 2 (click's convention).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from device.cli.app import AppContext, PeepholeGroup, fail
-from device.cli.calibrate import calibrate
-from device.cli.enroll import enroll
-from device.cli.gallery import gallery_group
-from device.cli.identify import identify
-from device.cli.inspect import inspect
 from device.cli.logs import NORMAL, QUIET, VERBOSE, configure_logging
-from device.cli.people import people
-from device.cli.run import run
-from device.cli.site import site_group
-from device.cli.visits import visits
-from device.cli.web import web
 from device.config import load_config
 from device.errors import PeepholeError
 
+# Each command's module, imported only when the command runs (or --help lists it): a
+# command pays for its own imports only, and `peephole web` starts without OpenCV, LiteRT
+# or the door's MQTT client (docs/web.md, "Memory").
+COMMANDS = {
+    "calibrate": "device.cli.calibrate:calibrate",
+    "enroll": "device.cli.enroll:enroll",
+    "gallery": "device.cli.gallery:gallery_group",
+    "identify": "device.cli.identify:identify",
+    "inspect": "device.cli.inspect:inspect",
+    "people": "device.cli.people:people",
+    "run": "device.cli.run:run",
+    "site": "device.cli.site:site_group",
+    "visits": "device.cli.visits:visits",
+    "web": "device.cli.web:web",
+}
 
-@click.group(cls=PeepholeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyPeepholeGroup(PeepholeGroup):
+    """The top-level group: its commands come from :data:`COMMANDS` when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, _, attribute = COMMANDS[cmd_name].partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyPeepholeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="peephole", message="%(prog)s %(version)s")
 @click.option(
     "--config", "config_path", type=click.Path(path_type=Path), help="Configuration TOML file."
@@ -63,18 +85,3 @@ def main(
     if db_path:
         config.gallery.path = str(db_path)
     ctx.obj = AppContext.create(config, model_path, manifest_path)
-
-
-for command in (
-    inspect,
-    enroll,
-    identify,
-    people,
-    visits,
-    gallery_group,
-    calibrate,
-    run,
-    site_group,
-    web,
-):
-    main.add_command(command)

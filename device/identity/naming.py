@@ -28,7 +28,6 @@ import numpy as np
 from device.config import EnrollConfig, QualityConfig
 from device.errors import PeepholeError
 from device.identity import namings
-from device.identity.enroll import decode_crop
 from device.identity.gallery import Gallery, Sample, name_key, normalise_name
 from device.identity.visits import Visit, VisitCrop, VisitStore
 from device.vision.embedder import FaceEmbedder
@@ -110,6 +109,10 @@ class Namer:
     def judge(self, visit: Visit) -> tuple[list[CropVerdict], list[Sample]]:
         """Each crop's verdict, and the samples of those that pass (embedded, near-duplicates
         of each other dropped)."""
+        # Imported here, with its OpenCV: the web page's process imports this module for its
+        # records and runs the model work in its worker (device.web.model_worker).
+        from device.identity.enroll import decode_crop
+
         verdicts: list[CropVerdict] = []
         samples: list[Sample] = []
         for rank, crop in enumerate(visit.crops):

@@ -16,16 +16,18 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device.config import Config
 from device.identity import namings
-from device.identity.enroll import Enrollment, FrameOutcome
 from device.identity.gallery import Gallery, PersonSummary, StoredCrop
 from device.identity.naming import CropVerdict, Namer, NamingResult, UndoResult
 from device.identity.visits import Visit, VisitFilter, VisitStore
 from device.site.model_choice import ModelChoice
-from device.vision.imageio import decode_image
-from device.vision.pipeline import FacePipeline
+
+if TYPE_CHECKING:
+    from device.identity.enroll import FrameOutcome
+    from device.vision.pipeline import FacePipeline
 
 
 @dataclass(frozen=True)
@@ -194,6 +196,11 @@ class Household:
         self, name: str, data: bytes, *, append: bool, source: str = "upload"
     ) -> FrameOutcome:
         """Offer one uploaded photo of ``name``; stored only if the gate accepts it."""
+        # Imported here, with the detector's OpenCV: the web page's own process lists and
+        # shows without them, and runs this in its model worker (device.web.model_worker).
+        from device.identity.enroll import Enrollment
+        from device.vision.imageio import decode_image
+
         image = decode_image(data, source)
         with self._model_lock, self._gallery() as gallery:
             embedder = self.models.embedder()
@@ -226,6 +233,8 @@ class Household:
             return gallery.remove_person(name)
 
     def _face_pipeline(self) -> FacePipeline:
+        from device.vision.pipeline import FacePipeline
+
         if self._pipeline is None:
             self._pipeline = FacePipeline.from_config(self.config, self.models.embedder())
         elif self._pipeline.embedder is None:

@@ -14,9 +14,8 @@ from pathlib import Path
 from device.config import Config
 from device.errors import ModelError
 from device.site.model_store import deployed_file_name, deployed_models, stored_model
-from device.vision.embedder import FaceEmbedder
+from device.vision.embedder import FaceEmbedder, default_model_path
 from device.vision.manifest import embedding_key, file_sha256, load_manifest_for
-from device.vision.pipeline import default_model_path
 
 logger = logging.getLogger(__name__)
 

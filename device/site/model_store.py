@@ -14,10 +14,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from device.errors import ModelError, PeepholeError
-from device.site.model_bundle import ModelBundle
 from device.vision.embedder import FaceEmbedder
+
+if TYPE_CHECKING:  # a bundle arrives sealed; opening it needs the site key's cryptography
+    from device.site.model_bundle import ModelBundle
 
 MODEL_FILE = "model.tflite"
 MANIFEST_FILE = "model.json"

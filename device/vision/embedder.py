@@ -10,6 +10,11 @@ from device.vision.manifest import ModelManifest, embedding_key, file_sha256, lo
 from device.vision.tflite import TFLiteModel
 
 
+def default_model_path() -> Path:
+    """The embedding model shipped inside the device package."""
+    return Path(__file__).parent.parent / "models" / "peephole_default_int8.tflite"
+
+
 class FaceEmbedder:
     """Runs an embedding model and returns L2-normalised float32 embeddings.
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -128,8 +127,3 @@ def scale_detection(detection: Detection, scale_x: float, scale_y: float) -> Det
         box=(x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y),
         keypoints=detection.keypoints * factors,
     )
-
-
-def default_model_path() -> Path:
-    """The embedding model shipped inside the device package."""
-    return Path(__file__).parent.parent / "models" / "peephole_default_int8.tflite"

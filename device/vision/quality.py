@@ -11,12 +11,14 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from device.config import QualityConfig
-from device.vision.detector import Detection
+
+if TYPE_CHECKING:
+    from device.vision.detector import Detection
 
 # The face region of an aligned 112x112 crop: brows to chin, cheek to cheek.
 # Exposure is judged here so that background and padding do not count.
@@ -73,6 +75,8 @@ class QualityReport:
 
 def laplacian_variance(grey: np.ndarray) -> float:
     """Variance of the 3x3 Laplacian: low when the image has no fine detail (blur)."""
+    import cv2  # where pixels are measured: the records above are read without OpenCV
+
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
@@ -93,6 +97,8 @@ def roll_and_yaw(keypoints: np.ndarray) -> tuple[float, float]:
 def assess(
     detection: Detection, aligned_rgb: np.ndarray, thresholds: QualityConfig
 ) -> QualityReport:
+    import cv2  # as in laplacian_variance
+
     grey = cv2.cvtColor(aligned_rgb, cv2.COLOR_RGB2GRAY)
     roll, yaw = roll_and_yaw(detection.keypoints)
     measured = QualityReport(

@@ -9,8 +9,9 @@ resource, check the CSRF token of every request that changes something
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import jinja2
@@ -18,6 +19,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from device.config import Config
 from device.errors import PeepholeError
@@ -58,8 +60,19 @@ def local_time(timestamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
 
 
-def create_app(config: Config, household: Household) -> FastAPI:
+def create_app(
+    config: Config, household: Household, on_shutdown: Callable[[], None] = lambda: None
+) -> FastAPI:
+    """The page over ``household``; ``on_shutdown`` runs when the server stops (SIGTERM
+    included: uvicorn re-raises it once the shutdown is done, so nothing after it runs)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(on_shutdown)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="peephole",
         summary="The door's visits, people and health",
         version=_version(),

@@ -8,9 +8,9 @@ import uvicorn
 
 from device.config import Config
 from device.errors import ConfigError
-from device.service.household import Household
 from device.site.model_choice import ModelChoice
 from device.web.app import create_app
+from device.web.model_worker import ModelWorker, OffloadedHousehold
 from device.web.passwords import load_password
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ def serve(config: Config, models: ModelChoice) -> None:
     """Serve the page until SIGTERM or Ctrl-C."""
     check_safe(config)
     web = config.web
-    app = create_app(config, Household(config, models))
+    worker = ModelWorker(models, web.model_idle_seconds)
+    app = create_app(config, OffloadedHousehold(worker), on_shutdown=worker.stop)
     scheme = "https" if web.tls else "http"
     host = f"[{web.host}]" if ":" in web.host else web.host
     logger.info(f"web page at {scheme}://{host}:{web.port}/")

@@ -23,8 +23,7 @@ from device.cli import main
 from device.identity.gallery import Gallery
 from device.site.key import ModelSigner
 from device.site.model_bundle import ModelBundle, pack_bundle
-from device.vision.embedder import FaceEmbedder
-from device.vision.pipeline import default_model_path
+from device.vision.embedder import FaceEmbedder, default_model_path
 from tests.broker import Broker, Subscriber
 from tests.runtime_helpers import (
     enroll_arguments,

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from device.vision.embedder import FaceEmbedder
+from device.vision.embedder import FaceEmbedder, default_model_path
 from device.vision.manifest import ModelManifest, file_sha256
-from device.vision.pipeline import default_model_path
 from tests.conftest import require_shared
 from trainer.cli import main
 

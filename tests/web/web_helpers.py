@@ -68,12 +68,12 @@ def set_password(config: Path, password: str = PASSWORD) -> None:
 
 
 @contextmanager
-def web_server(config: Path, port: int) -> Iterator[subprocess.Popen[str]]:
+def web_server(config: Path, port: int, **env: str) -> Iterator[subprocess.Popen[str]]:
     """``peephole web`` running until the block ends; fails if it does not listen in 60 s."""
     server = subprocess.Popen(
         [sys.executable, "-m", "device", "--config", str(config), "web"],
         cwd=ROOT,
-        env=child_environment(),
+        env=child_environment(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
