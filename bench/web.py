@@ -42,6 +42,7 @@ from tests.runtime_helpers import run_to_end
 from tests.web.web_helpers import (
     Client,
     free_port,
+    model_workers,
     peephole,
     set_password,
     web_config,
@@ -107,12 +108,6 @@ def unit_environment() -> dict[str, str]:
                 if key.startswith("MALLOC_"):
                     found[key] = value
     return found
-
-
-def model_workers(pid: int) -> list[int]:
-    """The page's spawned model process, if it is running."""
-    children = (Path(f"/proc/{pid}/task/{pid}/children").read_text()).split()
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 def percentile(values: list[float], share: float) -> float:

@@ -17,7 +17,14 @@ from device.identity.visits import VisitStore
 from device.vision.pipeline import FacePipeline
 from tests.conftest import require_shared
 from tests.visit_helpers import LIN, photo_visit
-from tests.web.web_helpers import Client, free_port, set_password, web_config, web_server
+from tests.web.web_helpers import (
+    Client,
+    free_port,
+    model_workers,
+    set_password,
+    web_config,
+    web_server,
+)
 
 IDLE_S = 2.0
 # Libraries of the face models' stack: OpenCV, LiteRT, and the site key's cryptography.
@@ -28,15 +35,6 @@ def mapped(pid: int) -> set[str]:
     """The model libraries mapped into the process."""
     maps = Path(f"/proc/{pid}/maps").read_text()
     return {library for library in MODEL_LIBRARIES if library in maps}
-
-
-def model_workers(pid: int) -> list[int]:
-    """The process's children that run the page's model work (multiprocessing's spawned
-    workers; its resource tracker is a child too and is not counted)."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ the wire is exactly what the test wrote)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -65,6 +66,22 @@ def peephole(
 def set_password(config: Path, password: str = PASSWORD) -> None:
     done = peephole(config, "web", "set-password", "--stdin", stdin=password + "\n")
     assert done.returncode == 0, done.stderr
+
+
+def model_workers(pid: int) -> list[int]:
+    """The page's children that run its model work (multiprocessing's spawned workers,
+    started from whichever thread served the request; its resource tracker is a child
+    too and is not counted)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    found = []
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+    return found
 
 
 @contextmanager
