@@ -16,13 +16,13 @@ from device.cli.app import AppContext, pass_app
 from device.errors import GalleryError
 from device.identity.enroll import (
     Enrollment,
-    FrameOutcome,
     enroll_frames,
     enroll_images,
     image_paths,
     source_frames,
     video_frames,
 )
+from device.identity.frame_outcome import FrameOutcome
 from device.identity.gallery import Gallery, Sample, name_key, normalise_name
 
 logger = logging.getLogger(__name__)

@@ -19,23 +19,12 @@ import numpy as np
 
 from device.config import CameraConfig, EnrollConfig
 from device.errors import GalleryError, ImageError, PeepholeError, SourceError
+from device.identity.frame_outcome import FrameOutcome
 from device.identity.gallery import Gallery, Sample
 from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import IMAGE_SUFFIXES, read_image
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import open_source
-
-
-@dataclass(frozen=True)
-class FrameOutcome:
-    """What happened to one frame: a sample was taken (reason None) or why not."""
-
-    source: str
-    reason: str | None
-
-    @property
-    def accepted(self) -> bool:
-        return self.reason is None
 
 
 @dataclass

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING
 
 from device.config import Config
 from device.identity import namings
+from device.identity.frame_outcome import FrameOutcome
 from device.identity.gallery import Gallery, PersonSummary, StoredCrop
 from device.identity.naming import CropVerdict, Namer, NamingResult, UndoResult
 from device.identity.visits import Visit, VisitFilter, VisitStore
 from device.site.model_choice import ModelChoice
 
 if TYPE_CHECKING:
-    from device.identity.enroll import FrameOutcome
     from device.vision.pipeline import FacePipeline
 
 

@@ -21,15 +21,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 from device.errors import ModelError
+from device.identity.frame_outcome import FrameOutcome
 from device.identity.naming import CropVerdict, NamingResult, UndoResult
 from device.service.household import Household
 from device.site.model_choice import ModelChoice
-
-if TYPE_CHECKING:
-    from device.identity.enroll import FrameOutcome
 
 logger = logging.getLogger(__name__)
 

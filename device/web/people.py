@@ -3,7 +3,7 @@ removed, a person renamed or removed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Request, UploadFile, status
 from fastapi.responses import RedirectResponse, Response
@@ -11,13 +11,11 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from device.errors import GalleryError, ImageError, PeepholeError
+from device.identity.frame_outcome import FrameOutcome
 from device.identity.gallery import name_key
 from device.service.household import Household
 from device.vision.image_header import header_size
 from device.web.context import Web, attempt, check_csrf, session_of, web_of
-
-if TYPE_CHECKING:
-    from device.identity.enroll import FrameOutcome
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
 

@@ -16,7 +16,7 @@ from device.config import Config
 from device.identity.visits import VisitStore
 from device.vision.pipeline import FacePipeline
 from tests.conftest import require_shared
-from tests.visit_helpers import LIN, photo_visit
+from tests.visit_helpers import ALEX, LIN, photo_visit
 from tests.web.web_helpers import (
     Client,
     free_port,
@@ -81,7 +81,11 @@ def test_the_page_never_loads_the_models_and_their_process_ends_when_idle(
     people = client.get("/api/people").json()
     assert [p["name"] for p in people] == ["Lin"]
 
-    # The next naming starts a new child.
+    # The next call starts a new child; what it sends back loads nothing here either.
     undone = client.post_json("/api/visits/undo", {}, client.csrf("/people"))
     assert undone.status == 200 and "Lin" in undone.json()["summary"]
+    photo = require_shared(ALEX).read_bytes()
+    fields = {"csrf": client.csrf("/people"), "name": "Alex"}
+    uploaded = client.upload("/api/people/photos", fields, "alex.png", photo)
+    assert uploaded.status == 200 and uploaded.json()["accepted"], uploaded.text
     assert len(model_workers(pid)) == 1 and mapped(pid) == set()
