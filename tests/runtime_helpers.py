@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 from click.testing import CliRunner
 
 from device.cli import main
@@ -200,3 +202,22 @@ def wait_until(condition: Callable[[], object], timeout: float, interval: float 
             return True
         time.sleep(interval)
     return bool(condition())
+
+
+def clip_twice(path: Path) -> Path:
+    """The clip, a second of empty grey doorway, and the clip again (MJPG in AVI)."""
+    capture = cv2.VideoCapture(str(require_shared(CLIP)))
+    fps = float(capture.get(cv2.CAP_PROP_FPS))
+    frames = []
+    ok, frame = capture.read()
+    while ok:
+        frames.append(frame)
+        ok, frame = capture.read()
+    capture.release()
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
+    doorway = [np.full_like(frames[0], 128)] * round(fps)
+    for frame in frames + doorway + frames:
+        writer.write(frame)
+    writer.release()
+    return path

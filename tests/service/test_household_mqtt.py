@@ -30,8 +30,8 @@ from device.site.model_choice import ModelChoice
 from device.vision.pipeline import FacePipeline
 from tests.broker import Broker, Subscriber
 from tests.conftest import ROOT, require_shared
-from tests.runtime_helpers import start_run, wait_until, write_config
-from tests.service.test_visits_e2e import clip_twice, listed
+from tests.runtime_helpers import clip_twice, start_run, wait_until, write_config
+from tests.service.test_visits_e2e import listed
 from tests.visit_helpers import ALEX, LIN, photo_visit
 
 ALEX_VISIT, SUSPECT_VISIT, LIN_VISIT = "a1ex00000001", "5u5pec700001", "11n000000001"

@@ -17,13 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
 from click.testing import CliRunner
 
 from device.cli import main
 from tests.conftest import ROOT, require_shared
-from tests.runtime_helpers import child_environment, json_lines, run_to_end, start_run, write_config
+from tests.runtime_helpers import (
+    child_environment,
+    clip_twice,
+    json_lines,
+    run_to_end,
+    start_run,
+    write_config,
+)
 
 CLIP = "data/video/short_hamilton_clip.mp4"
 LIN = "Lin-Manuel Miranda"
@@ -136,22 +141,3 @@ def test_a_running_door_knows_a_visitor_within_seconds_of_the_naming(tmp_path: P
     assert delay <= 2.5
     known = [e for e in output.events if e["event"] == "visitor" and e["known"]]
     assert [e["person"] for e in known] == [LIN]
-
-
-def clip_twice(path: Path) -> Path:
-    """The clip, a second of empty grey doorway, and the clip again (MJPG in AVI)."""
-    capture = cv2.VideoCapture(str(require_shared(CLIP)))
-    fps = float(capture.get(cv2.CAP_PROP_FPS))
-    frames = []
-    ok, frame = capture.read()
-    while ok:
-        frames.append(frame)
-        ok, frame = capture.read()
-    capture.release()
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
-    doorway = [np.full_like(frames[0], 128)] * round(fps)
-    for frame in frames + doorway + frames:
-        writer.write(frame)
-    writer.release()
-    return path
