@@ -7,7 +7,8 @@ need. The page runs these calls in one child process (spawned, so it shares
 nothing with the page's threads; one call at a time, as the model runs anyway),
 started by the first such call and ended after ``idle_seconds`` without one. The
 page's own process never imports OpenCV or LiteRT (tests/web/test_memory.py).
-A crash in the child is one line and a retry, never the page's end.
+A child that dies (killed, out of memory) fails the call in progress, or the next
+one, in one line; the call after starts a new child; the page goes on.
 """
 
 from __future__ import annotations
@@ -48,11 +49,6 @@ class ModelWorker:
         self._pool: ProcessPoolExecutor | None = None
         self._busy = 0
         self._idle_timer: threading.Timer | None = None
-
-    @property
-    def running(self) -> bool:
-        with self._lock:
-            return self._pool is not None
 
     def call(
         self, method: Callable[Concatenate[Household, P], R], *args: P.args, **kwargs: P.kwargs

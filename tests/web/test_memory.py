@@ -6,6 +6,8 @@ and which children ``/proc/PID/task/*/children`` lists.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,3 +91,21 @@ def test_the_page_never_loads_the_models_and_their_process_ends_when_idle(
     uploaded = client.upload("/api/people/photos", fields, "alex.png", photo)
     assert uploaded.status == 200 and uploaded.json()["accepted"], uploaded.text
     assert len(model_workers(pid)) == 1 and mapped(pid) == set()
+
+
+def test_a_killed_model_process_costs_one_call_in_one_line_and_the_next_starts_another(
+    page: tuple[int, Client],
+) -> None:
+    pid, client = page
+    assert client.get("/api/visits/lin-visit").status == 200
+    (worker,) = model_workers(pid)
+    os.kill(worker, signal.SIGKILL)  # as the kernel's out-of-memory killer would
+    deadline = time.monotonic() + 10
+    while model_workers(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    failed = client.get("/api/visits/lin-visit")
+    assert failed.status == 400
+    assert failed.json() == {"detail": "the face models' process stopped (see the log); try again"}
+    again = client.get("/api/visits/lin-visit")
+    assert again.status == 200 and again.json()["faces"], again.text
+    assert len(model_workers(pid)) == 1 and model_workers(pid) != [worker]
