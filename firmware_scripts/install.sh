@@ -145,8 +145,12 @@ echo "== enable the service"
 if [[ -z "$root" ]] && ((!dry_run)) && [[ ! -d /run/systemd/system ]]; then
     # An image being prepared, a chroot or an emulated root: systemd is not running,
     # so the unit is enabled for the next boot (systemctl works offline) and not started.
-    echo "systemd is not running here: enabling peephole.service for the next boot, not starting it"
-    run env SYSTEMD_OFFLINE=1 systemctl enable peephole.service
+    if command -v systemctl >/dev/null 2>&1; then
+        echo "systemd is not running here: enabling peephole.service for the next boot, not starting it"
+        run env SYSTEMD_OFFLINE=1 systemctl enable peephole.service
+    else
+        echo "systemd is not installed here (a container or an emulated root): the unit is in place, not enabled"
+    fi
 else
     system_run systemctl daemon-reload
     system_run systemctl enable --now peephole.service
