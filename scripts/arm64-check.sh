@@ -125,6 +125,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/peephole-arm64.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 binds=(-b "$work" -b "$shared")
 
+# A pin that names x86_64 alone leaves aarch64 without the package: said before any emulation.
+.venv/bin/python scripts/arm64/compare.py --lock "$lock" || exit 1
 step "firmware_scripts/install.sh --no-pi-camera, emulated"
 if ! in_root "$root" /tmp/peephole-src/firmware_scripts/install.sh --no-pi-camera >"$work/install.log" 2>&1; then
     cp "$work/install.log" "$cache/install.log"

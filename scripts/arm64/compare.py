@@ -2,6 +2,7 @@
 
     python scripts/arm64/compare.py X86_DIR ARM_DIR LOCK      # folders written by door.sh
     python scripts/arm64/compare.py --install-log LOG LOCK    # why an aarch64 install failed
+    python scripts/arm64/compare.py --lock LOCK               # pins aarch64 would not get
 
 What a user sees must be the same on both: the same visits with the same
 outcomes, names, reasons and liveness verdicts, similarities and margins within
@@ -230,6 +231,15 @@ def main(argv: list[str]) -> int:
         for pin in missing_from_lock(lock):
             print(f"arm64-check: error: the lock pins {pin} for x86_64 only", file=sys.stderr)
         return 1
+    if len(argv) == 2 and argv[0] == "--lock":
+        pins = missing_from_lock(Path(argv[1]).read_text())
+        for pin in pins:
+            print(
+                f"arm64-check: error: {argv[1]} pins {pin} for x86_64 only: "
+                "aarch64 would be installed without it",
+                file=sys.stderr,
+            )
+        return 1 if pins else 0
     if len(argv) != 3:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2

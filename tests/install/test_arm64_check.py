@@ -84,6 +84,24 @@ def test_a_lock_that_leaves_aarch64_without_a_wheel_is_named() -> None:
     ]
 
 
+def test_the_check_refuses_such_a_lock_before_any_emulation(tmp_path: Path) -> None:
+    lock = tmp_path / "device.lock"
+    lock.write_text(
+        LOCK.replace("tqdm==4.70.1 ; platform_machine == 'aarch64' or ", "tqdm==4.70.1 ; ")
+    )
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/arm64/compare.py"), "--lock", str(lock)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"arm64-check: error: {lock} pins tqdm==4.70.1 for x86_64 only: "
+        "aarch64 would be installed without it"
+    ]
+
+
 def visit(track: int, **fields: object) -> dict[str, object]:
     event: dict[str, object] = {
         "event": "visitor",
