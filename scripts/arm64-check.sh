@@ -51,6 +51,9 @@ shared=$(realpath "${PEEPHOLE_SHARED:-../shared}" 2>/dev/null) ||
 [[ -f "$shared/data/video/short_hamilton_clip.mp4" ]] || die "the Hamilton clip is missing from $shared"
 [[ -x .venv/bin/peephole ]] || die ".venv has no peephole: run scripts/setup-venv.sh dev"
 
+# A pin that names x86_64 alone leaves aarch64 without the package: said before any emulation.
+.venv/bin/python scripts/arm64/compare.py --lock "$lock" || exit 1
+
 # pip inside the root trusts what pip here trusts: the bundle is copied into the
 # root (never bind this machine's /etc/ssl into it: the root's own ca-certificates
 # would write through the binding).
@@ -60,6 +63,8 @@ ca_bundle=${PIP_CERT:-${ca_bundle:-/etc/ssl/certs/ca-certificates.crt}}
 
 base=$cache/base
 root=$cache/root
+# Another lock (--lock) gets a root of its own: the cached one stays as it is.
+[[ "$lock" == "$project/requirements/device.lock" ]] || root=$cache/root-other-lock
 mkdir -p "$cache/pip"
 started=$SECONDS
 step() { printf '== %s (%d s so far)\n' "$*" $((SECONDS - started)); }
@@ -125,8 +130,6 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/peephole-arm64.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 binds=(-b "$work" -b "$shared")
 
-# A pin that names x86_64 alone leaves aarch64 without the package: said before any emulation.
-.venv/bin/python scripts/arm64/compare.py --lock "$lock" || exit 1
 step "firmware_scripts/install.sh --no-pi-camera, emulated"
 if ! in_root "$root" /tmp/peephole-src/firmware_scripts/install.sh --no-pi-camera >"$work/install.log" 2>&1; then
     cp "$work/install.log" "$cache/install.log"
@@ -136,15 +139,37 @@ fi
 grep -E '^(untested|systemd is not)' "$work/install.log" | sed 's/^/  /'
 echo "$lock_sum" >"$root/.peephole-lock"
 
+# Both machines watch the same frames: decoding the clip is not bit-exact across
+# architectures (OpenCV's FFmpeg converts YUV to BGR with other SIMD code on each:
+# 1-2 grey levels apart on 70-80% of the pixels), and a camera gives each board
+# its own frames anyway. The frames are decoded once, here, into lossless PNGs.
+step "the Hamilton clip decoded once, on x86_64, into PNG frames"
+.venv/bin/python - "$shared/data/video/short_hamilton_clip.mp4" "$work/frames" <<'PY'
+import sys
+from pathlib import Path
+
+import cv2
+
+clip, folder = cv2.VideoCapture(sys.argv[1]), Path(sys.argv[2])
+folder.mkdir()
+count = 0
+while True:
+    ok, frame = clip.read()
+    if not ok:
+        break
+    cv2.imwrite(str(folder / f"{count:04d}.png"), frame)
+    count += 1
+print(f"  {count} frames")
+PY
 step "the door on x86_64"
-scripts/arm64/door.sh "$project/.venv" "$work/x86_64" "$shared" 2>"$work/x86_64.log" ||
+scripts/arm64/door.sh "$project/.venv" "$work/x86_64" "$shared" "$work/frames" 2>"$work/x86_64.log" ||
     die "the door failed on x86_64: $(tail -n 1 "$work/x86_64.log")"
 step "the door on aarch64, emulated (minutes)"
-in_root "$root" /tmp/peephole-src/scripts/arm64/door.sh /opt/peephole/venv "$work/aarch64" "$shared" \
+in_root "$root" /tmp/peephole-src/scripts/arm64/door.sh /opt/peephole/venv "$work/aarch64" "$shared" "$work/frames" \
     2>"$work/aarch64.log" || {
     cp "$work/aarch64.log" "$cache/door.log"
     die "the door failed on aarch64: $(grep -v '^INFO' "$work/aarch64.log" | tail -n 1) (all of it: $cache/door.log)"
 }
-rm -rf "$cache/last" && cp -r "$work" "$cache/last"
+rm -rf "$work/frames" "$cache/last" && cp -r "$work" "$cache/last"
 step "report (kept in $cache/last)"
 .venv/bin/python scripts/arm64/compare.py "$work/x86_64" "$work/aarch64" "$lock"

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The door's commands that scripts/arm64-check.sh runs on both architectures:
-#   door.sh VENV OUT SHARED
+#   door.sh VENV OUT SHARED [FRAMES]
 # VENV: the virtual environment holding peephole; OUT: an empty folder for what they
-# print (events.jsonl, identify.jsonl, probe.json, times); SHARED: the shared data.
+# print (events.jsonl, identify.jsonl, probe.json, times); SHARED: the shared data;
+# FRAMES: what to watch (default: the Hamilton clip itself; arm64-check.sh gives both
+# machines the same decoded frames, as PNG files).
 # Lin-Manuel Miranda and Alex Lacamoire are enrolled from one photo each, the
-# Hamilton clip is watched as fast as it goes, and both photos are identified.
+# clip is watched as fast as it goes, and both photos are identified.
 set -euo pipefail
 venv=${1:?door.sh VENV OUT SHARED}
 out=${2:?door.sh VENV OUT SHARED}
 shared=${3:?door.sh VENV OUT SHARED}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 video=$shared/data/video
+frames=${4:-$video/short_hamilton_clip.mp4}
 photos=("$video/lin-manuel-miranda.png" "$video/alex-lacamoire.png")
 peephole=$venv/bin/peephole
 
@@ -37,5 +40,5 @@ timed() {
 timed probe "$venv/bin/python" "$here/probe.py" >"$out/probe.json"
 timed enroll_lin "$peephole" -q enroll --name "Lin-Manuel Miranda" --images "${photos[0]}"
 timed enroll_alex "$peephole" -q enroll --name "Alex Lacamoire" --images "${photos[1]}"
-timed run "$peephole" run --source "$video/short_hamilton_clip.mp4" --fast >"$out/events.jsonl" 2>"$out/run.log"
+timed run "$peephole" run --source "$frames" --fast >"$out/events.jsonl" 2>"$out/run.log"
 timed identify "$peephole" identify --json "${photos[@]}" >"$out/identify.jsonl"
