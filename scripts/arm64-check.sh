@@ -142,7 +142,8 @@ echo "$lock_sum" >"$root/.peephole-lock"
 # Both machines watch the same frames: decoding the clip is not bit-exact across
 # architectures (OpenCV's FFmpeg converts YUV to BGR with other SIMD code on each:
 # 1-2 grey levels apart on 70-80% of the pixels), and a camera gives each board
-# its own frames anyway. The frames are decoded once, here, into lossless PNGs.
+# its own frames anyway. The frames are decoded once, here, into lossless PNGs
+# (the float detector and face mesh still differ a little on the same frame).
 step "the Hamilton clip decoded once, on x86_64, into PNG frames"
 .venv/bin/python - "$shared/data/video/short_hamilton_clip.mp4" "$work/frames" <<'PY'
 import sys
