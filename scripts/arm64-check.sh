@@ -134,7 +134,7 @@ step "firmware_scripts/install.sh --no-pi-camera, emulated"
 if ! in_root "$root" /tmp/peephole-src/firmware_scripts/install.sh --no-pi-camera >"$work/install.log" 2>&1; then
     cp "$work/install.log" "$cache/install.log"
     echo "arm64-check: the install's output is in $cache/install.log" >&2
-    exec .venv/bin/python scripts/arm64/compare.py --install-log "$cache/install.log" "$lock"
+    .venv/bin/python scripts/arm64/compare.py --install-log "$cache/install.log" "$lock" || exit 1
 fi
 grep -E '^(untested|systemd is not)' "$work/install.log" | sed 's/^/  /'
 echo "$lock_sum" >"$root/.peephole-lock"
