@@ -154,6 +154,14 @@ def test_install_on_this_machine_dry_run_plans_system_changes() -> None:
     assert "+ install -m 0644" in result.stdout
 
 
+def test_install_without_the_pi_camera_says_what_is_left_untested() -> None:
+    result = script("install.sh", "--dry-run", "--no-pi-camera")
+    assert result.returncode == 0, result.stderr
+    (apt,) = [line for line in result.stdout.splitlines() if "apt-get install" in line]
+    assert apt.endswith("python3 python3-venv python3-pip")
+    assert "untested: python3-picamera2 python3-libcamera left out" in result.stdout
+
+
 def test_uninstall_keeps_data_unless_purged(tmp_path: Path) -> None:
     assert script("install.sh", "--root", str(tmp_path), "--no-venv").returncode == 0
     (tmp_path / "var/lib/peephole/gallery.db").write_bytes(b"people")
