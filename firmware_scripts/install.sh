@@ -4,6 +4,8 @@
 #   sudo firmware_scripts/install.sh [--model FILE [--manifest FILE] [--python PY]]
 #   firmware_scripts/install.sh --root DIR [--no-venv]   # into a target root
 #   firmware_scripts/install.sh --dry-run                # print the plan only
+#   firmware_scripts/install.sh --no-pi-camera           # without python3-picamera2 and
+#                                                        # python3-libcamera (not Raspberry Pi's repo)
 #
 # Installs the apt packages, a system user "peephole" in the video group, a
 # virtual environment in /opt/peephole/venv (system site packages, for Debian's
@@ -21,12 +23,14 @@ with_venv=1
 model=""
 manifest=""
 python=""
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+pi_camera=1
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
     case "$1" in
         --root) set_root "${2:?--root needs a folder}"; shift 2 ;;
         --dry-run) dry_run=1; shift ;;
         --no-venv) with_venv=0; shift ;;
+        --no-pi-camera) pi_camera=0; shift ;;
         --model) model=${2:?--model needs a file}; shift 2 ;;
         --manifest) manifest=${2:?--manifest needs a file}; shift 2 ;;
         --python) python=${2:?--python needs an interpreter}; shift 2 ;;
@@ -51,9 +55,16 @@ state="$root/var/lib/peephole"
 venv="$opt/venv"
 
 echo "== apt packages"
+packages=(python3 python3-venv python3-pip)
+if ((pi_camera)); then
+    packages+=(python3-picamera2 python3-libcamera)
+else
+    # Only Raspberry Pi's own repository has them: a plain Debian (arm64 or not) runs
+    # every source but the Pi camera.
+    echo "untested: python3-picamera2 python3-libcamera left out (--no-pi-camera): no picamera2 source"
+fi
 system_run apt-get update
-system_run apt-get install -y --no-install-recommends \
-    python3 python3-venv python3-pip python3-picamera2 python3-libcamera
+system_run apt-get install -y --no-install-recommends "${packages[@]}"
 
 echo "== service user"
 if [[ -n "$root" ]] || ! id peephole >/dev/null 2>&1; then
@@ -131,6 +142,17 @@ if [[ -n "$model" ]]; then
 fi
 
 echo "== enable the service"
-system_run systemctl daemon-reload
-system_run systemctl enable --now peephole.service
+if [[ -z "$root" ]] && ((!dry_run)) && [[ ! -d /run/systemd/system ]]; then
+    # An image being prepared, a chroot or an emulated root: systemd is not running,
+    # so the unit is enabled for the next boot (systemctl works offline) and not started.
+    if command -v systemctl >/dev/null 2>&1; then
+        echo "systemd is not running here: enabling peephole.service for the next boot, not starting it"
+        run env SYSTEMD_OFFLINE=1 systemctl enable peephole.service
+    else
+        echo "systemd is not installed here (a container or an emulated root): the unit is in place, not enabled"
+    fi
+else
+    system_run systemctl daemon-reload
+    system_run systemctl enable --now peephole.service
+fi
 echo "done: edit $etc/config.toml, then: systemctl restart peephole; journalctl -u peephole -f"

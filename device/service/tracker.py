@@ -258,7 +258,7 @@ class VisitorTracker:
             track.best_quality = quality
             track.improved = True
         if track.liveness is not None:
-            track.liveness.observe(face.mesh, face.crop)
+            track.liveness.observe(face.mesh, face.crop, face.quality.yaw)
         if self.keep_faces:
             keep_face(
                 track.best_faces,

@@ -33,6 +33,12 @@ millisecond per frame, from what the pipeline already computed:
   open eyes (at least the median) and back to open eyes. Sightings where the
   mesh did not find the face give motion evidence only.
 
+A sighting turned beyond ``max_yaw`` (a face in profile) is no evidence
+either way: its aligned crop shows the side of the head and the background,
+so whatever the points or the eyelids do there is a guess, and a guess is
+where two machines' float differences flip a verdict (docs/benchmarks.md,
+"no evidence from a face in profile").
+
 Why image points and not the mesh's own landmarks: the mesh is a learned 3D
 face fit, and on a tilted photo it answers partly as if the head had turned;
 measured on generated attacks, its landmarks' residual after the best
@@ -121,6 +127,11 @@ class LivenessOptions:
     # A blink: the eye aspect ratio falls from at least the visit's median to below
     # blink_drop of it, and comes back to the median.
     blink_drop: float = 0.7
+    # A sighting turned further than this (degrees of yaw, as the quality gate measures it)
+    # is no evidence either way: the aligned crop of a face in profile shows its side, hair
+    # and background, so the points followed are not on the face, and the mesh's eyelids
+    # are a guess. It also ends the tracking (the next frontal crop starts it again).
+    max_yaw: float = 45.0
 
 
 def band_pass(crop_rgb: np.ndarray) -> np.ndarray:
@@ -284,6 +295,8 @@ class LivenessEvidence:
     nonplanar_frames: int = 0
     planar_frames: int = 0
     blinked: bool = False
+    # Sightings turned too far (beyond max_yaw) to give evidence.
+    profile_frames: int = 0
     ratios: list[float] = field(default_factory=list, repr=False)
     # The last frame's residual after the best homography (0 when tracking starts).
     last_residual: float = 0.0
@@ -295,11 +308,16 @@ class LivenessEvidence:
     origin: np.ndarray | None = field(default=None, repr=False)
     homography: np.ndarray = field(default_factory=lambda: np.eye(3), repr=False)
 
-    def observe(self, mesh: np.ndarray | None, crop_rgb: np.ndarray) -> None:
-        """One sighting: ``crop_rgb`` (the aligned face) for the motion, ``mesh`` (if found) for blinks."""
+    def observe(self, mesh: np.ndarray | None, crop_rgb: np.ndarray, yaw: float = 0.0) -> None:
+        """One sighting: ``crop_rgb`` (the aligned face) for the motion, ``mesh`` (if found) for
+        blinks; ``yaw`` (degrees) the head's turn, beyond ``max_yaw`` no evidence at all."""
         if self.final:
             return
         self.frames += 1
+        if abs(yaw) > self.options.max_yaw:
+            self.profile_frames += 1
+            self.template = self.origin = None
+            return
         if mesh is not None:
             self.ratios.append(eye_aspect_ratio(mesh))
             self.blinked = self.blinked or has_blink(self.ratios, self.options.blink_drop)

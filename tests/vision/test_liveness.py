@@ -275,3 +275,21 @@ def bend(image: np.ndarray, amount: float) -> np.ndarray:
         image, xx - shift, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
     )
     return bent
+
+
+def test_a_face_in_profile_is_no_evidence_either_way() -> None:
+    """A plane seen past ``max_yaw`` (the crop shows hair and background): neither suspect nor live."""
+    frames = soft_plane_sequence(2, 40)
+    turned = LivenessEvidence(LivenessConfig(frames=10**6))
+    for frame in frames:
+        turned.observe(None, frame, yaw=-OPTIONS.max_yaw - 30)
+    assert turned.profile_frames == len(frames) and turned.template is None
+    assert (turned.planar_frames, turned.nonplanar_frames) == (0, 0)
+    assert turned.verdict() is Liveness.UNDECIDED
+    # Turned just within it, the same plane is suspect; a profile sighting between
+    # frontal ones starts the tracking again.
+    within = LivenessEvidence(LivenessConfig(frames=10**6))
+    for index, frame in enumerate(frames):
+        within.observe(None, frame, yaw=-OPTIONS.max_yaw if index != 20 else 80.0)
+    assert within.profile_frames == 1
+    assert within.verdict() is Liveness.SUSPECT
