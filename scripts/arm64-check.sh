@@ -18,7 +18,7 @@
 #   --lock FILE  install FILE as requirements/device.lock in the root (a broken lock
 #                shows how a failed aarch64 install is reported)
 #
-# Needs debootstrap, proot and qemu-user-static (scripts/test.sh installs them),
+# Needs debootstrap, proot and qemu-user-static (apt-get install them),
 # the shared data ($PEEPHOLE_SHARED or ../shared) and .venv (scripts/setup-venv.sh).
 # The installed root is kept for the next run while the lock is unchanged; each
 # run re-runs install.sh over it (a Pi's upgrade path).
@@ -44,7 +44,7 @@ done
 [[ -f "$lock" ]] || die "no lock file $lock"
 for tool in debootstrap proot qemu-aarch64-static; do
     command -v "$tool" >/dev/null 2>&1 ||
-        die "$tool is missing: apt-get install debootstrap proot qemu-user-static (scripts/test.sh does)"
+        die "$tool is missing: apt-get install debootstrap proot qemu-user-static"
 done
 shared=$(realpath "${PEEPHOLE_SHARED:-../shared}" 2>/dev/null) ||
     die "the shared data is missing: set PEEPHOLE_SHARED"

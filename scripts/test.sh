@@ -4,8 +4,7 @@
 # the firmware scripts and the units), chromium and chromedriver (the web page's
 # tests drive a real headless browser through Selenium), the virtual environment with the trainer
 # extra, then lint, type checks, the import-layer contracts (import-linter) and pytest
-# (two workers, pytest-xdist). Also installs debootstrap, proot and qemu-user-static
-# for scripts/arm64-check.sh.
+# (two workers, pytest-xdist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing_packages=()
@@ -14,10 +13,6 @@ command -v shellcheck >/dev/null 2>&1 || missing_packages+=(shellcheck)
 command -v systemd-analyze >/dev/null 2>&1 || missing_packages+=(systemd)
 [[ -x /usr/bin/chromium ]] || missing_packages+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || missing_packages+=(chromium-driver)
-# scripts/arm64-check.sh (run by .ci/run after the tests): an emulated arm64 root.
-command -v debootstrap >/dev/null 2>&1 || [[ -x /usr/sbin/debootstrap ]] || missing_packages+=(debootstrap)
-command -v proot >/dev/null 2>&1 || missing_packages+=(proot)
-command -v qemu-aarch64-static >/dev/null 2>&1 || missing_packages+=(qemu-user-static)
 if (( ${#missing_packages[@]} )); then
     sudo_cmd=""; [[ $(id -u) -eq 0 ]] || sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq

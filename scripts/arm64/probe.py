@@ -16,8 +16,8 @@ import re
 import sys
 
 from device.vision.detector import default_model_dir
+from device.vision.embedder import default_model_path
 from device.vision.landmarks import MESH_FILE
-from device.vision.pipeline import default_model_path
 from device.vision.tflite import interpreter_class
 
 
