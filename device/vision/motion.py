@@ -39,9 +39,9 @@ class MotionGate:
             return True
         assert self._variance is not None  # set with the background
         background, variance = self._background, self._variance
-        level = float(np.median(small))
+        level = float(small.mean())
         if level > 1.0:
-            small *= float(np.median(background)) / level
+            small *= float(background.mean()) / level
         difference = small - background
         squared = difference * difference
         limit = np.maximum(options.noise_sigmas**2 * variance, options.min_difference**2)
@@ -73,6 +73,6 @@ class MotionGate:
         rows, columns = moved.shape[0] // cell, moved.shape[1] // cell
         if rows == 0 or columns == 0:
             return int(np.count_nonzero(moved) >= self.options.cell_share * moved.size)
-        blocks = moved[: rows * cell, : columns * cell].reshape(rows, cell, columns, cell)
-        shares = blocks.mean(axis=(1, 3))
+        whole = moved[: rows * cell, : columns * cell].astype(np.float32)
+        shares = cv2.resize(whole, (columns, rows), interpolation=cv2.INTER_AREA)
         return int(np.count_nonzero(shares >= self.options.cell_share))
