@@ -65,7 +65,10 @@ class FaceFollower:
         elif not followed and not changed and self._since_detect < self.motion.safety_interval:
             return self._done([], Work.SKIP)
         self._since_detect = 0
-        return self._done(self.pipeline.analyse(image_rgb, detect_rgb=detect_rgb), Work.DETECT)
+        faces = self.pipeline.analyse(image_rgb, detect_rgb=detect_rgb)
+        if not faces and self.gate is not None:
+            self.gate.empty()
+        return self._done(faces, Work.DETECT)
 
     def _follow(self, image_rgb: np.ndarray) -> list[FaceAnalysis] | None:
         """Every face of the last frame found again, or None when the detector must run."""

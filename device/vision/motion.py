@@ -26,6 +26,7 @@ class MotionGate:
         self.options = options
         self._background: np.ndarray | None = None
         self._variance: np.ndarray | None = None
+        self._last: np.ndarray | None = None
 
     def changed(self, image_rgb: np.ndarray) -> bool:
         """Whether this frame differs from the background (the first frame always does)."""
@@ -47,11 +48,22 @@ class MotionGate:
         limit = np.maximum(options.noise_sigmas**2 * variance, options.min_difference**2)
         moved = squared > limit
         changed = self._changed_cells(moved) >= options.min_cells
+        self._last = small
         rate = options.learning_rate
         background += rate * difference
         # The noise is learnt where nothing moved: a visitor does not raise it.
         variance += np.where(moved, 0.0, rate * (squared - variance)).astype(np.float32)
         return changed
+
+    def empty(self) -> None:
+        """The last frame holds no face (the detector looked): it is the background now.
+
+        Without this, a scene that changed for good (a visitor who stood long enough to
+        enter the background has left, the light was switched on) would count as changed
+        for some 50 frames while the background caught up, each of them detected.
+        """
+        if self._last is not None and self._background is not None:
+            self._background[...] = self._last
 
     def small_grey(self, image_rgb: np.ndarray) -> np.ndarray:
         """The frame shrunk to ``width`` pixels wide, grey, as float32.

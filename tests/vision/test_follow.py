@@ -56,7 +56,8 @@ def detected_at(work: list[Work]) -> list[int]:
 def test_a_still_doorstep_skips_the_detector_but_for_the_safety_detection(
     pipeline: FacePipeline, door: Doorstep
 ) -> None:
-    follower = FaceFollower(pipeline, MotionConfig(), TrackingConfig())
+    motion = MotionConfig(safety_interval=15)
+    follower = FaceFollower(pipeline, motion, TrackingConfig())
     work, seen = watch(follower, door.frame, 60)
     assert detected_at(work) == [0, 15, 30, 45]
     assert not any(seen)
