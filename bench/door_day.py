@@ -17,7 +17,7 @@ against Lin-Manuel Miranda and Alex Lacamoire enrolled from their photos).
   core an empty doorstep takes at 15 fps (thread CPU time of the gate and the
   safety detections, per second of frames).
 
-    python -m bench.door_day [--empty-seconds 60] [--repeats 1]
+    python -m bench.door_day [--empty-seconds 60] [--repeats 1] [--doorstep-seconds 60]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from device.service.tracker import Track, VisitorTracker
 from device.vision.embedder import FaceEmbedder
 from device.vision.follow import FaceFollower, Work
 from device.vision.imageio import read_image
-from device.vision.pipeline import FacePipeline, default_model_path
+from device.vision.pipeline import FacePipeline, StageTimer, default_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PEEPHOLE_SHARED", ROOT.parent / "shared"))
@@ -213,16 +213,19 @@ def run_day(embedder: FaceEmbedder, index: GalleryIndex, empty_seconds: float) -
     print(f"\nSame visits, names and liveness verdicts with and without: {'yes' if same else 'NO'}")
 
 
-def run_figures(embedder: FaceEmbedder, index: GalleryIndex, repeats: int) -> None:
+def run_figures(
+    embedder: FaceEmbedder, index: GalleryIndex, repeats: int, doorstep_seconds: float
+) -> None:
     plate = empty_plate(SHARED)
     clip = read_clip(SHARED / CLIPS[2])
     empty: dict[str, list[float]] = {"off": [], "on": []}
     empty_cpu: list[float] = []
     face: dict[str, list[float]] = {"off": [], "on": []}
+    timer = StageTimer()
     for repeat in range(repeats):
         doors = make_doors("short", embedder, index)
         doorstep = Doorstep(plate, seed=100 + repeat)
-        for t in range(FPS * 60):
+        for t in range(round(FPS * doorstep_seconds)):
             frame = doorstep.frame(t)
             for door in doors if t % 2 else doors[::-1]:
                 door.see(frame, t / FPS)
@@ -230,6 +233,7 @@ def run_figures(embedder: FaceEmbedder, index: GalleryIndex, repeats: int) -> No
             empty[door.label] += door.wall_ms
         empty_cpu += doors[1].cpu_ms
         doors = make_doors("short", embedder, index)
+        doors[1].follower.pipeline.timer = timer
         for t, frame in enumerate(clip):
             for door in doors if t % 2 else doors[::-1]:
                 door.see(frame, t / 30)
@@ -250,6 +254,11 @@ def run_figures(embedder: FaceEmbedder, index: GalleryIndex, repeats: int) -> No
             f"| {label} | {len(values['on'])} | {off_mean:.3f} / {statistics.median(values['off']):.3f} "
             f"| {on_mean:.3f} / {statistics.median(values['on']):.3f} | {off_mean / on_mean:.1f}x |"
         )
+    stages = ", ".join(
+        f"{stage} {statistics.fmean(values) * 1000:.2f} ms"
+        for stage, values in timer.samples.items()
+    )
+    print(f"\nThe door with both on, on the clip, mean per run of each stage: {stages}")
     share = statistics.fmean(empty_cpu) * FPS / 1000 * 100
     print(
         f"\nCPU share of one core on an empty doorstep at {FPS} fps (thread CPU time of the "
@@ -261,6 +270,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--empty-seconds", type=float, default=60.0, help="each empty stretch")
     parser.add_argument("--repeats", type=int, default=1, help="passes of the per-frame figures")
+    parser.add_argument(
+        "--doorstep-seconds", type=float, default=60.0, help="empty doorstep per figures pass"
+    )
     args = parser.parse_args()
     cv2.setNumThreads(1)
     embedder = FaceEmbedder.from_files(default_model_path(), num_threads=1)
@@ -271,7 +283,7 @@ def main() -> None:
         f"load average {load:.1f} at the start; model {default_model_path().name}"
     )
     run_day(embedder, index, args.empty_seconds)
-    run_figures(embedder, index, args.repeats)
+    run_figures(embedder, index, args.repeats, args.doorstep_seconds)
 
 
 if __name__ == "__main__":
