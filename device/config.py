@@ -328,6 +328,56 @@ class LivenessConfig(Section):
 
 
 @dataclass
+class MotionConfig(Section):
+    """The motion gate (device/vision/motion.py): while nobody is followed and nothing on
+    the doorstep changed, a frame skips the detector.
+
+    Each frame is shrunk to a grey frame ``width`` pixels wide (the camera's low-resolution
+    stream where it has one), its brightness scaled to the background's (a cloud or the
+    camera's exposure moves every pixel alike), and compared with a background that follows
+    the scene at ``learning_rate`` per frame. A pixel changed when it differs from the
+    background by more than ``noise_sigmas`` times its own running noise and at least
+    ``min_difference`` grey levels; a ``cell`` x ``cell`` block changed when ``cell_share`` of
+    its pixels did; the frame changed when ``min_cells`` blocks did. The detector runs anyway
+    once ``safety_interval`` frames passed without it (2 s at 15 fps: a visitor waits
+    longer at a door), so a face that arrived unseen by the gate is found within that
+    many frames; at 2.4 ms a detection that keeps an empty frame under 0.3 ms on average
+    (docs/benchmarks.md). A frame the detector found empty becomes the background.
+    """
+
+    name: ClassVar[str] = "motion"
+
+    enabled: bool = True
+    width: int = ranged(64, 16, 640)
+    noise_sigmas: float = ranged(4.0, 1.0, 100.0)
+    min_difference: float = ranged(8.0, 0.0, 255.0)
+    learning_rate: float = ranged(0.05, 0.001, 1.0)
+    cell: int = ranged(4, 1, 64)
+    cell_share: float = ranged(0.5, 0.01, 1.0)
+    min_cells: int = ranged(1, 1, 100_000)
+    safety_interval: int = ranged(30, 1, 100_000)
+
+
+@dataclass
+class TrackingConfig(Section):
+    """Following a face without detecting it again (device/vision/follow.py).
+
+    While a visitor is followed, the next frame's face region comes from the last frame's
+    face mesh (as MediaPipe's face-mesh graph does); the detector runs again when the mesh's
+    face presence falls below ``min_presence``, when the face moved more than ``max_shift``
+    of its size from one frame to the next, and at least every ``detect_interval`` frames
+    (which also finds a second face arriving). Needs ``[detector] landmarks = "mesh"``.
+    """
+
+    name: ClassVar[str] = "tracking"
+
+    enabled: bool = True
+    min_presence: float = ranged(0.9, 0.0, 1.0)
+    max_shift: float = ranged(0.25, 0.0, 10.0)
+    detect_interval: int = ranged(10, 1, 100_000)
+
+
+@dataclass
 class VisitsConfig(Section):
     """Visits kept on the door (device/identity/visits.py), so a household can see who came
     and name a visitor later: the decision, up to ``crops`` of the best aligned faces and one
@@ -476,6 +526,8 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     visits: VisitsConfig = field(default_factory=VisitsConfig)
     site: SiteConfig = field(default_factory=SiteConfig)
     web: WebConfig = field(default_factory=WebConfig)

@@ -82,3 +82,26 @@ def test_quick_compare_writes_the_report_and_the_headline(tmp_path: Path) -> Non
     peak = re.search(r"\| peak resident memory of `peephole run` \| (\d+) MB \|", report)
     assert peak and 30 < int(peak.group(1)) < 2000
     assert (tmp_path / "cache").is_dir()
+
+
+def test_a_short_door_day_runs_and_finds_the_same_visits() -> None:
+    require_shared("data/video/short_hamilton_clip.mp4")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.door_day",
+            "--empty-seconds",
+            "2",
+            "--doorstep-seconds",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Same visits, names and liveness verdicts with and without: yes" in result.stdout
+    assert "CPU share of one core on an empty doorstep" in result.stdout

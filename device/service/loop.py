@@ -1,6 +1,7 @@
 """The camera loop: frames -> faces -> tracks -> one identity per visit -> events.
 
-Per frame: detect, gate, align and embed (``FacePipeline``), link faces to
+Per frame: detect (or skip an unchanged doorstep, or follow the faces of the
+last frame: ``FaceFollower``), gate, align and embed (``FacePipeline``), link faces to
 tracks and decide identities (``VisitorTracker``), announce each decided visit
 once (``Cooldown``), and hand events to the ``EventPublisher`` (outbox, stdout,
 broker). The frame loop itself feeds the systemd watchdog, so a camera that
@@ -44,6 +45,7 @@ from device.service.topics import PRESENCE_OFF, PRESENCE_ON
 from device.service.tracker import Box, Cooldown, Track, TrackerStep, VisitorTracker
 from device.service.visit_recorder import VisitDraft, VisitRecorder, context_region
 from device.vision.embedder import FaceEmbedder
+from device.vision.follow import FaceFollower
 from device.vision.pipeline import FacePipeline
 from device.vision.sources import Frame, FrameSource
 
@@ -114,6 +116,8 @@ class CameraLoop:
     ) -> None:
         self.config = config
         self.pipeline = pipeline
+        # The motion gate and tracking without redetection around the pipeline.
+        self.follower = FaceFollower(pipeline, config.motion, config.tracking)
         self.matcher = matcher
         self.gallery = gallery
         self.source = source
@@ -205,7 +209,8 @@ class CameraLoop:
         return self.stats
 
     def process(self, frame: Frame) -> None:
-        faces = self.pipeline.analyse(frame.rgb, detect_rgb=frame.detect_rgb)
+        followed = bool(self.tracker.tracks)
+        faces = self.follower.analyse(frame.rgb, followed, detect_rgb=frame.detect_rgb)
         step = self.tracker.update(faces, frame.captured)
         if self.config.mqtt.snapshots:
             self._keep_snapshots(frame)

@@ -12,7 +12,7 @@ from device.config import Config, QualityConfig
 from device.vision.align import align_face
 from device.vision.detector import Detection, DetectorVariant, FaceDetector, FaceDetectorOptions
 from device.vision.embedder import FaceEmbedder
-from device.vision.landmarks import FaceMesh, five_from_mesh
+from device.vision.landmarks import MIN_PRESENCE, FaceMesh, detection_from_mesh, five_from_mesh
 from device.vision.quality import QualityReport, assess
 
 
@@ -96,10 +96,36 @@ class FacePipeline:
     ) -> FaceAnalysis:
         started = time.perf_counter()
         mesh = self.mesh.mesh_points(image_rgb, detection) if self.mesh else None
-        points = None if mesh is None else five_from_mesh(mesh)
         if self.mesh:
             self._record("landmarks", started)
-            started = time.perf_counter()
+        return self._finish(image_rgb, detection, mesh, embed)
+
+    def follow(
+        self, image_rgb: np.ndarray, previous: FaceAnalysis, min_presence: float, embed: bool = True
+    ) -> FaceAnalysis | None:
+        """The face of the last frame found again from its mesh, without the detector;
+        None where it cannot be (no mesh, or the mesh's face presence below ``min_presence``).
+
+        The mesh runs on the region the last mesh gives; the face's detection is then the
+        one this frame's mesh gives, with the detector's last score.
+        """
+        if self.mesh is None or previous.mesh is None:
+            return None
+        started = time.perf_counter()
+        region = detection_from_mesh(previous.mesh, previous.detection.score)
+        mesh, presence = self.mesh.locate(image_rgb, region)
+        self._record("landmarks", started)
+        if presence < max(min_presence, MIN_PRESENCE):
+            return None
+        detection = detection_from_mesh(mesh, previous.detection.score)
+        return self._finish(image_rgb, detection, mesh, embed)
+
+    def _finish(
+        self, image_rgb: np.ndarray, detection: Detection, mesh: np.ndarray | None, embed: bool
+    ) -> FaceAnalysis:
+        """Align, gate and (if accepted) embed a located face."""
+        started = time.perf_counter()
+        points = None if mesh is None else five_from_mesh(mesh)
         crop = align_face(image_rgb, detection.keypoints[:4] if points is None else points)
         self._record("align", started)
         started = time.perf_counter()
