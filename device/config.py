@@ -341,7 +341,7 @@ class MotionConfig(Section):
     its pixels did; the frame changed when ``min_cells`` blocks did. The detector runs anyway
     once ``safety_interval`` frames passed without it (2 s at 15 fps: a visitor waits
     longer at a door), so a face that arrived unseen by the gate is found within that
-    many frames; at 2.4 ms a detection that keeps an empty frame under 0.3 ms on average
+    many frames; at 2.4 ms a detection, that adds 0.08 ms to an empty frame's mean
     (docs/benchmarks.md). A frame the detector found empty becomes the background.
     """
 
