@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -221,3 +222,28 @@ def clip_twice(path: Path) -> Path:
         writer.write(frame)
     writer.release()
     return path
+
+
+class StderrLines:
+    """A child's stderr lines as they come, each with the time it was read."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[tuple[float, str]] = []
+        self.events: list[dict[str, Any]] = []
+        self._threads = [
+            threading.Thread(target=self._read, args=(process.stderr, self.lines), daemon=True),
+            threading.Thread(target=self._events, args=(process,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _read(stream: Any, into: list[tuple[float, str]]) -> None:
+        for line in stream:
+            into.append((time.monotonic(), line.rstrip("\n")))
+
+    def _events(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("{"):
+                self.events.append(json.loads(line))

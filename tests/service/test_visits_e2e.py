@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from click.testing import CliRunner
 from device.cli import main
 from tests.conftest import ROOT, require_shared
 from tests.runtime_helpers import (
+    StderrLines,
     child_environment,
     clip_twice,
     json_lines,
@@ -76,31 +76,6 @@ def test_a_visitor_kept_and_named_is_known_on_the_next_run(tmp_path: Path) -> No
     known = [e for e in json_lines(second.stdout) if e["event"] == "visitor" and e["known"]]
     assert [e["person"] for e in known] == [LIN], second.stdout
     assert known[0]["visit_id"] in {v["visit_id"] for v in listed(config, "--person", LIN)}
-
-
-class StderrLines:
-    """A child's stderr lines as they come, each with the time it was read."""
-
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[tuple[float, str]] = []
-        self.events: list[dict[str, Any]] = []
-        self._threads = [
-            threading.Thread(target=self._read, args=(process.stderr, self.lines), daemon=True),
-            threading.Thread(target=self._events, args=(process,), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    @staticmethod
-    def _read(stream: Any, into: list[tuple[float, str]]) -> None:
-        for line in stream:
-            into.append((time.monotonic(), line.rstrip("\n")))
-
-    def _events(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("{"):
-                self.events.append(json.loads(line))
 
 
 def test_a_running_door_knows_a_visitor_within_seconds_of_the_naming(tmp_path: Path) -> None:

@@ -21,7 +21,14 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from device.service.health import DeviceStatus, iso_time, write_private
 from tests.conftest import missing, read_bgr, require_shared
-from tests.runtime_helpers import clip_twice, json_lines, run_to_end, start_run
+from tests.runtime_helpers import (
+    StderrLines,
+    clip_twice,
+    json_lines,
+    run_to_end,
+    start_run,
+    wait_until,
+)
 from tests.web.browser import PHONE, browser_missing, chromium, set_width
 from tests.web.web_helpers import (
     PASSWORD,
@@ -132,19 +139,23 @@ def test_lin_named_in_the_browser_is_known_to_the_running_door_on_its_next_pass(
     running = start_run(
         door.config, None, "--source", str(clip_twice(tmp_path / "twice.avi")), "--realtime"
     )
+    output = StderrLines(running)
     try:
+        started = wait_until(lambda: any("watching" in line for _, line in output.lines), 60)
+        assert started, output.lines
         name_visit(browser, door, LIN)
         assert flash(browser).startswith(f"visit {door.lin_visit} named as new person {LIN}: ")
         assert browser.find_element(By.CSS_SELECTOR, "h1.who").text == f"{LIN} (named)"
-        out, err = running.communicate(timeout=300)
+        running.wait(timeout=300)
     finally:
         if running.poll() is None:
             running.kill()
-    assert running.returncode == 0, err
-    seen = [e for e in json_lines(out) if e["event"] == "visitor" and e["frames"]]
+    time.sleep(0.2)  # the last lines read
+    assert running.returncode == 0, output.lines
+    assert any("gallery changed: 1 person enrolled" in line for _, line in output.lines)
+    seen = [e for e in output.events if e["event"] == "visitor" and e["frames"]]
     assert seen and seen[-1]["known"] and seen[-1]["person"] == LIN, seen
     assert {e["person"] for e in seen if e["known"]} == {LIN}
-    assert "gallery changed: 1 person enrolled" in err
 
 
 def test_photos_uploaded_show_their_verdict_and_alex_joins_people(
