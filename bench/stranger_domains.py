@@ -23,12 +23,17 @@ The threshold is the lowest at which, for every household and every stranger
 domain, the calibration half's 95% Wilson upper bound of strangers named is
 within 1%; the held-out halves then measure it.
 
-    python -m bench.stranger_domains [--threshold 0.393 --threshold 0.43 ...]
+With ``--mirror-average`` every face is embedded with its mirror image and the
+two averaged (the manifest option, two runs of the model per face), to measure
+what that recovers at the threshold it needs.
+
+    python -m bench.stranger_domains [--threshold 0.393 ...] [--mirror-average]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import logging
 import os
@@ -50,6 +55,7 @@ from device.identity.calibration import (
 )
 from device.identity.matching import Strategy
 from device.site.model_choice import ModelChoice
+from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import read_image
 from device.vision.pipeline import FacePipeline
 
@@ -198,13 +204,19 @@ def half(key: str) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threshold", type=float, action="append", default=[])
+    parser.add_argument(
+        "--mirror-average", action="store_true", help="embed each face with its mirror image"
+    )
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     config = Config()
     embedder = ModelChoice(config).embedder()
+    if arguments.mirror_average:
+        mirrored = dataclasses.replace(embedder.manifest, mirror_average=True)
+        embedder = FaceEmbedder(embedder.model, mirrored, embedder.sha256)
     margin = config.model.margin
     pipeline = FacePipeline.from_config(config, embedder)
-    cache = CACHE / embedder.sha256[:12]
+    cache = CACHE / (embedder.sha256[:12] + ("-mirror" if arguments.mirror_average else ""))
     cache.mkdir(parents=True, exist_ok=True)
     data = SHARED / "data"
 
@@ -257,7 +269,8 @@ def main() -> None:
     assert threshold is not None
     print(
         f"\n# Strangers per source ({time.strftime('%Y-%m-%d')}, {cpu_name()}, model "
-        f"{embedder.sha256[:12]}, margin {margin})\n"
+        f"{embedder.sha256[:12]}, margin {margin}"
+        f"{', mirror-averaged' if arguments.mirror_average else ''})\n"
     )
     print(
         f"accepted faces: LFW {int(lfw.accepted.sum())} of {len(lfw.paths)}, UTKFace "
