@@ -33,12 +33,10 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
-
 from bench.machine import cpu_name
 from device.identity.visits import VisitStore
 from tests.conftest import require_shared
-from tests.runtime_helpers import run_to_end
+from tests.runtime_helpers import clip_passes, run_to_end
 from tests.web.web_helpers import (
     Client,
     free_port,
@@ -53,23 +51,6 @@ CLIP = "data/video/short_hamilton_clip.mp4"
 VISITS = 1000
 # The models' child ends this long after its last call (the default is 120 s).
 IDLE_S = 5.0
-
-
-def clip_repeated(path: Path, times: int) -> Path:
-    capture = cv2.VideoCapture(str(require_shared(CLIP)))
-    fps = float(capture.get(cv2.CAP_PROP_FPS))
-    frames = []
-    ok, frame = capture.read()
-    while ok:
-        frames.append(frame)
-        ok, frame = capture.read()
-    capture.release()
-    height, width = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
-    for frame in frames * times:
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 def fill_visits(visits_db: Path, count: int) -> str:
@@ -149,7 +130,7 @@ def main() -> None:
         lin = fill_visits(folder / "visits.db", VISITS)
         named = peephole(config, "visits", "name", lin, "--as", "Lin-Manuel Miranda")
         assert named.returncode == 0, named.stderr
-        video = clip_repeated(folder / "clip.avi", options.clip_times)
+        video = clip_passes(folder / "clip.avi", options.clip_times)
         with web_server(config, port, **unit_environment()) as server:
             os.setpriority(os.PRIO_PROCESS, server.pid, 5)  # as peephole-web.service's Nice=5
             client = Client(port)

@@ -205,8 +205,9 @@ def wait_until(condition: Callable[[], object], timeout: float, interval: float 
     return bool(condition())
 
 
-def clip_twice(path: Path) -> Path:
-    """The clip, a second of empty grey doorway, and the clip again (MJPG in AVI)."""
+def clip_passes(path: Path, passes: int, gap_seconds: float = 0.0) -> Path:
+    """The Hamilton clip ``passes`` times over, ``gap_seconds`` of empty grey doorway
+    between passes (MJPG in AVI)."""
     capture = cv2.VideoCapture(str(require_shared(CLIP)))
     fps = float(capture.get(cv2.CAP_PROP_FPS))
     frames = []
@@ -217,9 +218,10 @@ def clip_twice(path: Path) -> Path:
     capture.release()
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
-    doorway = [np.full_like(frames[0], 128)] * round(fps)
-    for frame in frames + doorway + frames:
-        writer.write(frame)
+    doorway = [np.full_like(frames[0], 128)] * round(fps * gap_seconds)
+    for index in range(passes):
+        for frame in (doorway if index else []) + frames:
+            writer.write(frame)
     writer.release()
     return path
 

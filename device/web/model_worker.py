@@ -2,10 +2,11 @@
 
 Naming a visit, the gate verdicts of its faces (they are embedded to find
 near-duplicates), undoing a naming and an uploaded photo need the face models,
-and with them OpenCV and LiteRT: about 50 MB that a page listing visits does not
-need. The page runs these calls in one child process (spawned, so it shares
-nothing with the page's threads; one call at a time, as the model runs anyway),
-started by the first such call and ended after ``idle_seconds`` without one. The
+and with them OpenCV and LiteRT, which a page listing visits does not need (the
+child is 95 MB resident, the page 77: docs/benchmarks.md). The page runs these
+calls in one child process (spawned, so it shares nothing with the page's threads;
+one call at a time, as the model runs anyway), started by the first such call and
+ended after ``idle_seconds`` without one. The
 page's own process never imports OpenCV or LiteRT (tests/web/test_memory.py).
 A child that dies (killed, out of memory) fails the call in progress, or the next
 one, in one line; the call after starts a new child; the page goes on.

@@ -30,7 +30,7 @@ from device.site.model_choice import ModelChoice
 from device.vision.pipeline import FacePipeline
 from tests.broker import Broker, Subscriber
 from tests.conftest import ROOT, require_shared
-from tests.runtime_helpers import clip_twice, start_run, wait_until, write_config
+from tests.runtime_helpers import clip_passes, start_run, wait_until, write_config
 from tests.service.test_visits_e2e import listed
 from tests.visit_helpers import ALEX, LIN, photo_visit
 
@@ -339,7 +339,7 @@ def test_the_documented_acl_lets_only_home_assistant_command_the_door(
 def test_a_running_door_named_from_home_assistant_knows_him_on_the_next_pass(
     tmp_path: Path, broker: Broker
 ) -> None:
-    video = clip_twice(tmp_path / "twice.avi")
+    video = clip_passes(tmp_path / "twice.avi", 2, gap_seconds=1.0)
     config = write_config(
         tmp_path / "config.toml",
         gallery=tmp_path / "gallery.db",

@@ -23,7 +23,7 @@ from tests.conftest import ROOT, require_shared
 from tests.runtime_helpers import (
     StderrLines,
     child_environment,
-    clip_twice,
+    clip_passes,
     json_lines,
     run_to_end,
     start_run,
@@ -79,7 +79,7 @@ def test_a_visitor_kept_and_named_is_known_on_the_next_run(tmp_path: Path) -> No
 
 
 def test_a_running_door_knows_a_visitor_within_seconds_of_the_naming(tmp_path: Path) -> None:
-    video = clip_twice(tmp_path / "twice.avi")
+    video = clip_passes(tmp_path / "twice.avi", 2, gap_seconds=1.0)
     config = write_config(
         tmp_path / "config.toml", gallery=tmp_path / "gallery.db", outbox=tmp_path / "outbox.db"
     )

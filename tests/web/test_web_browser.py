@@ -23,7 +23,7 @@ from device.service.health import DeviceStatus, iso_time, write_private
 from tests.conftest import missing, read_bgr, require_shared
 from tests.runtime_helpers import (
     StderrLines,
-    clip_twice,
+    clip_passes,
     json_lines,
     run_to_end,
     start_run,
@@ -137,7 +137,11 @@ def test_lin_named_in_the_browser_is_known_to_the_running_door_on_its_next_pass(
     assert row.find_element(By.CSS_SELECTOR, "img").get_property("naturalWidth") == 112
     # The door runs the clip twice over at its own pace while the household names Lin.
     running = start_run(
-        door.config, None, "--source", str(clip_twice(tmp_path / "twice.avi")), "--realtime"
+        door.config,
+        None,
+        "--source",
+        str(clip_passes(tmp_path / "twice.avi", 2, gap_seconds=1.0)),
+        "--realtime",
     )
     output = StderrLines(running)
     try:
