@@ -25,6 +25,7 @@ as unknown with the reason ``liveness``.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -37,6 +38,8 @@ from device.config import LivenessConfig, RuntimeConfig
 from device.vision.detector import Detection
 from device.vision.liveness import Liveness, LivenessEvidence
 from device.vision.quality import QualityReport
+
+logger = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]
 
@@ -259,17 +262,25 @@ class VisitorTracker:
             track.improved = True
         if track.liveness is not None:
             track.liveness.observe(face.mesh, face.crop, face.quality.yaw)
-        if self.keep_faces:
+        if self.keep_faces and would_keep(track.best_faces, quality, self.keep_faces):
             keep_face(
                 track.best_faces,
                 KeptFace(quality, face.crop, face.quality, face.embedding),
                 self.keep_faces,
             )
-        if face.embedding is None or track.decision is not None:
+        # Asked for only here and above: a decided visit's other faces are never embedded.
+        if track.decision is not None or face.embedding is None:
             return
         track.embeddings.append(face.embedding)
         track.qualities.append(quality)
         match = self.identify(face.embedding)
+        logger.debug(
+            "track %d, face %d: %s at %.4f",
+            track.track_id,
+            len(track.embeddings),
+            match.candidate or "nobody",
+            match.similarity,
+        )
         if match.known and match.person is not None:
             track.votes[match.person] += 1
 
@@ -379,6 +390,11 @@ class VisitorTracker:
             assigned[face_index] = self.tracks[track_index]
             used_tracks.add(track_index)
         return assigned
+
+
+def would_keep(kept: list[KeptFace], quality: float, most: int) -> bool:
+    """Whether a face of this quality could change ``kept`` (``keep_face`` would do nothing else)."""
+    return len(kept) < most or quality > kept[-1].quality
 
 
 def keep_face(kept: list[KeptFace], face: KeptFace, most: int) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -22,17 +24,31 @@ class FaceAnalysis:
 
     ``mesh`` is the face mesh's (468, 2) points in frame pixels when the mesh
     ran and saw a face: the tracker gathers liveness evidence from it.
+    ``embed_with`` computes the embedding of an accepted face's crop; ``None``
+    where the face is not to be embedded.
     """
 
     detection: Detection
     quality: QualityReport
     crop: np.ndarray
-    embedding: np.ndarray | None
     mesh: np.ndarray | None = None
+    embed_with: Callable[[np.ndarray], np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def accepted(self) -> bool:
         return self.quality.accepted
+
+    @cached_property
+    def embedding(self) -> np.ndarray | None:
+        """The accepted face's embedding, computed when first asked for.
+
+        The camera loop asks only where it is used: a visitor decided already
+        needs one only for a face better than those the visit keeps, so the
+        embedder does not run on the other frames of a visit.
+        """
+        return None if self.embed_with is None else self.embed_with(self.crop)
 
 
 @dataclass
@@ -131,14 +147,17 @@ class FacePipeline:
         started = time.perf_counter()
         report = assess(detection, crop, self.quality)
         self._record("gate", started)
-        embedding = None
-        if embed and report.accepted and self.embedder is not None:
-            started = time.perf_counter()
-            embedding = self.embedder.embed(crop)
-            self._record("embed", started)
+        embed_with = self._embed if embed and report.accepted and self.embedder else None
         return FaceAnalysis(
-            detection=detection, quality=report, crop=crop, embedding=embedding, mesh=mesh
+            detection=detection, quality=report, crop=crop, mesh=mesh, embed_with=embed_with
         )
+
+    def _embed(self, crop: np.ndarray) -> np.ndarray:
+        assert self.embedder is not None  # only given to faces when there is one
+        started = time.perf_counter()
+        embedding = self.embedder.embed(crop)
+        self._record("embed", started)
+        return embedding
 
     def _record(self, stage: str, started: float) -> None:
         if self.timer is not None:

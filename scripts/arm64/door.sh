@@ -40,5 +40,5 @@ timed() {
 timed probe "$venv/bin/python" "$here/probe.py" >"$out/probe.json"
 timed enroll_lin "$peephole" -q enroll --name "Lin-Manuel Miranda" --images "${photos[0]}"
 timed enroll_alex "$peephole" -q enroll --name "Alex Lacamoire" --images "${photos[1]}"
-timed run "$peephole" run --source "$frames" --fast >"$out/events.jsonl" 2>"$out/run.log"
+timed run "$peephole" -v run --source "$frames" --fast >"$out/events.jsonl" 2>"$out/run.log"
 timed identify "$peephole" identify --json "${photos[@]}" >"$out/identify.jsonl"
