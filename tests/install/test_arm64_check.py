@@ -84,6 +84,16 @@ def test_a_lock_that_leaves_aarch64_without_a_wheel_is_named() -> None:
     ]
 
 
+@pytest.mark.parametrize("other", ["dev", "trainer", "bench"])
+def test_every_lock_pins_what_the_device_lock_pins_at_its_version(other: str) -> None:
+    """The check compares the door in this machine's venv (made from one of these locks)
+    with the Pi's (made from the device lock): a package at two versions is a difference."""
+    device = compare.lock_pins(LOCK)
+    pins = compare.lock_pins((ROOT / f"requirements/{other}.lock").read_text())
+    assert {n: (v, pins[n]) for n, v in device.items() if n in pins and pins[n] != v} == {}
+    assert set(device) <= set(pins)
+
+
 def test_the_check_refuses_such_a_lock_before_any_emulation(tmp_path: Path) -> None:
     lock = tmp_path / "device.lock"
     lock.write_text(
