@@ -2,9 +2,9 @@
 
 Every image goes through the device's own pipeline (detection, face mesh,
 alignment, quality gate, the shipped int8 model); only faces the gate accepts
-count, as at the door. Embeddings are cached per model under
-``~/.cache/peephole/bench/stranger_domains/<sha>/`` (checkpointed every 1,000
-images: an interrupted run resumes).
+count, as at the door. Embeddings are cached per model and per version of the
+crops under ``~/.cache/peephole/bench/stranger_domains/<sha>-<crops>/``
+(checkpointed every 1,000 images: an interrupted run resumes).
 
 Households (20 people each, mean matching, margin from the config):
 
@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import inspect
 import logging
 import os
 import sys
@@ -55,6 +56,7 @@ from device.identity.calibration import (
 )
 from device.identity.matching import Strategy
 from device.site.model_choice import ModelChoice
+from device.vision import align, landmarks
 from device.vision.embedder import FaceEmbedder
 from device.vision.imageio import read_image
 from device.vision.pipeline import FacePipeline
@@ -76,6 +78,15 @@ class Embedded:
     paths: list[str]
     accepted: np.ndarray
     vectors: np.ndarray
+
+
+def crops_version() -> str:
+    """A digest of the code that makes a crop (face mesh region and alignment): a cache
+    made before a change of either is not read."""
+    digest = hashlib.sha256()
+    for module in (align, landmarks):
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:8]
 
 
 def embed_folder(
@@ -216,7 +227,10 @@ def main() -> None:
         embedder = FaceEmbedder(embedder.model, mirrored, embedder.sha256)
     margin = config.model.margin
     pipeline = FacePipeline.from_config(config, embedder)
-    cache = CACHE / (embedder.sha256[:12] + ("-mirror" if arguments.mirror_average else ""))
+    cache = CACHE / (
+        f"{embedder.sha256[:12]}-{crops_version()}"
+        + ("-mirror" if arguments.mirror_average else "")
+    )
     cache.mkdir(parents=True, exist_ok=True)
     data = SHARED / "data"
 

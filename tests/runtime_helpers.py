@@ -64,20 +64,23 @@ def enroll_people(gallery: Path, reference: tuple[Path, Path] | None) -> None:
 
 
 def name_lin_from_his_visit(gallery: Path, workdir: Path) -> str:
-    """What a household does when one photo is not enough at the shipped threshold: the
-    Hamilton clip runs once (no broker), and the stranger's visit the door came closest to
-    naming, Lin's, is named as him (``visits name --append``). Returns the visit id."""
+    """What a household does to teach the door from what it saw: the Hamilton clip runs
+    once (no broker), and Lin's visit is named as him (``visits name --append``). His one
+    photo names him on that pass by the narrowest of margins, if at all (half his single
+    faces reach the shipped threshold, the other half fall short:
+    device/models/MODEL_CARD.md), so his visit is the one the door named him on or, if it
+    did not, the stranger's it came closest to naming. Returns the visit id."""
     config = write_config(workdir / "teach.toml", gallery=gallery, outbox=workdir / "teach.db")
     done = run_to_end(config, None, "--source", str(require_shared(CLIP)))
     assert done.returncode == 0, done.stderr
     runner = CliRunner()
     listed = runner.invoke(main, ["--config", str(config), "visits", "list", "--json"])
-    strangers = [
+    his = [
         visit
         for visit in map(json.loads, listed.stdout.splitlines())
-        if visit["outcome"] == "stranger"
+        if visit["outcome"] == "stranger" or visit["person"] == "Lin-Manuel Miranda"
     ]
-    visit = max(strangers, key=lambda v: v["similarity"])["visit_id"]
+    visit = max(his, key=lambda v: v["similarity"])["visit_id"]
     named = runner.invoke(
         main,
         [
