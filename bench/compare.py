@@ -73,8 +73,8 @@ class Settings:
     clip_frames: int
     lfw_frames: int
     tile_frames: int
-    # Consecutive frames of the clip for the camera loop (None: the whole clip, 275 frames;
-    # they raise the peephole worker's peak memory by their 190 MB).
+    # Consecutive frames of the clip for the camera loop (None: the whole clip: 275 frames,
+    # 190 MB, twice the clip set, so every worker's peak memory is about 95 MB higher).
     sequence_frames: int | None
     lfw_folds: int | None
     lfw_pairs_per_half: int | None
