@@ -1,6 +1,8 @@
 """The frames every stack is timed on, written once to one .npz so each worker reads the same pixels.
 
 - ``clip``: frames of the shared 640x360 video, evenly spaced.
+- ``sequence``: the same video's frames one after the other, as a camera
+  delivers them (the camera loop's motion gate and tracking need consecutive frames).
 - ``lfw``: LFW images (250x250) scaled to 480x480 and centred on a black 640x480 frame.
 - ``faces1``/``faces2``/``faces4``: 640x480 grey frames holding 1, 2 or 4 LFW
   images (240x240 tiles, one person each) for the cost per extra face.
@@ -66,10 +68,23 @@ def tiled(images: list[np.ndarray]) -> np.ndarray:
 
 
 def write_frame_sets(
-    out: Path, clip: Path, lfw_dir: Path, clip_count: int, lfw_count: int, tile_count: int
+    out: Path,
+    clip: Path,
+    lfw_dir: Path,
+    counts: tuple[int, int, int, int | None],
 ) -> dict[str, int]:
-    """Write the frame sets; returns frames per set. Each set has one extra warm-up frame first."""
-    sets = {"clip": clip_frames(clip, clip_count + 1)}
+    """Write the frame sets; returns frames per set. Each set has one extra warm-up frame first.
+
+    ``counts``: frames of the clip, LFW frames, tiled frames per face count, and
+    consecutive frames of the clip (None: all of it).
+    """
+    clip_count, lfw_count, tile_count, sequence_count = counts
+    sets = {
+        "clip": clip_frames(clip, clip_count + 1),
+        "sequence": np.stack(
+            read_clip(clip)[: None if sequence_count is None else sequence_count + 1]
+        ),
+    }
     lfw_images = [read_image(p) for p in lfw_people(lfw_dir, lfw_count + 1, seed=6)]
     sets["lfw"] = np.stack([letterbox(image) for image in lfw_images])
     faces = [read_image(p) for p in lfw_people(lfw_dir, 4 * (tile_count + 1), seed=7)]

@@ -9,6 +9,12 @@ Every frame set of FRAMES.npz goes through ``FacePipeline.analyse`` (detect,
 face-mesh landmarks, align, gate, embed the faces that pass) and each embedding
 is identified against a ``GalleryIndex`` of one enrollment photo per person.
 Writes seconds per stage (summed over the faces of a frame) and per frame.
+
+The ``sequence`` set (consecutive frames) also goes through the camera loop's
+vision as ``peephole run`` has it: ``FaceFollower`` (the motion gate, and the
+face followed by its mesh without the detector) and the ``VisitorTracker``
+(which asks for an embedding only where a visit needs one, and identifies it
+against the same gallery). Writes seconds per frame and which work each did.
 """
 
 from __future__ import annotations
@@ -22,12 +28,17 @@ import numpy as np
 
 from device.config import Config
 from device.identity.gallery import EmbeddingRows
-from device.identity.matching import GalleryIndex
+from device.identity.matching import GalleryIndex, Match
+from device.service.tracker import VisitorTracker
 from device.vision.embedder import FaceEmbedder
+from device.vision.follow import FaceFollower
 from device.vision.imageio import read_image
 from device.vision.pipeline import FacePipeline, StageTimer
 
 STAGES = ("detect", "landmarks", "align", "gate", "embed", "match")
+# The camera loop's set, and its frame rate (the shared clip's) for the tracker's clock.
+SEQUENCE = "sequence"
+SEQUENCE_FPS = 30.0
 
 
 def build_index(pipeline: FacePipeline, paths: list[str]) -> GalleryIndex:
@@ -74,6 +85,44 @@ def time_frames(
     return samples
 
 
+def time_camera_loop(
+    frames: np.ndarray,
+    config: Config,
+    embedder: FaceEmbedder,
+    index: GalleryIndex,
+    threshold: float,
+) -> dict[str, list[float] | list[str]]:
+    """Seconds per frame of the camera loop's vision and tracker, and the work each frame had;
+    the first frame warms up and is not counted."""
+    pipeline = FacePipeline.from_config(config, embedder)
+    follower = FaceFollower(pipeline, config.motion, config.tracking)
+
+    def identify(embedding: np.ndarray) -> Match:
+        return index.identify(embedding, threshold, config.model.margin)
+
+    tracker = VisitorTracker(
+        identify,
+        config.runtime,
+        threshold=threshold,
+        liveness=config.liveness,
+        keep_faces=config.visits.crops,
+    )
+    seconds: list[float] = []
+    work: list[str] = []
+    for number, frame in enumerate(frames):
+        before = follower.work.copy()
+        started = time.perf_counter()
+        faces = follower.analyse(frame, bool(tracker.tracks))
+        tracker.update(faces, number / SEQUENCE_FPS)
+        done = time.perf_counter()
+        if number == 0:
+            continue
+        seconds.append(done - started)
+        (kind,) = (follower.work - before).keys()
+        work.append(kind.value)
+    return {"frame": seconds, "work": work}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("frames", type=Path)
@@ -96,6 +145,10 @@ def main() -> None:
         for name in data.files:
             result["sets"][name] = time_frames(  # type: ignore[index]
                 data[name], pipeline, timer, index, threshold, config.model.margin
+            )
+        if SEQUENCE in data.files:
+            result["camera_loop"] = time_camera_loop(
+                data[SEQUENCE], config, embedder, index, threshold
             )
     args.out.write_text(json.dumps(result))
 

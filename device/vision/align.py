@@ -54,14 +54,20 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     source_centred, target_centred = source - source_mean, target - target_mean
     covariance = target_centred.T @ source_centred / len(source)
     u, singular, vt = np.linalg.svd(covariance)
-    reflection = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        reflection[1, 1] = -1.0
-    rotation = u @ reflection @ vt
+    # The 2x2 determinants' signs by hand (u and vt are orthogonal: each is +-1), and the
+    # reflection diag(1, -1) as a sign flip of vt's second row: the same numbers as
+    # np.linalg.det and u @ diag(1, -1) @ vt, for a fraction of numpy's calls' cost.
+    reflected = (u[0, 0] * u[1, 1] - u[0, 1] * u[1, 0]) * (
+        vt[0, 0] * vt[1, 1] - vt[0, 1] * vt[1, 0]
+    ) < 0
+    if reflected:
+        vt = vt * np.array([[1.0], [-1.0]])
+    rotation = u @ vt
     source_variance = source_centred.var(axis=0).sum()
     if source_variance <= 0:
         raise ValueError("source points are degenerate")
-    scale = float(np.trace(np.diag(singular) @ reflection) / source_variance)
+    trace = singular[0] - singular[1] if reflected else singular[0] + singular[1]
+    scale = float(trace / source_variance)
     translation = target_mean - scale * rotation @ source_mean
     return np.hstack([scale * rotation, translation[:, np.newaxis]])
 

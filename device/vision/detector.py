@@ -169,13 +169,13 @@ class FaceDetector:
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         resized = cv2.resize(image_rgb, (new_w, new_h), interpolation=interpolation)
         pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
-        canvas = np.zeros((size, size, 3), dtype=np.float32)
-        canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
-        canvas = canvas / 127.5 - 1.0
-        # Padding is black in the [0, 255] image, i.e. -1 after scaling.
-        mask = np.ones((size, size), dtype=bool)
-        mask[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = False
-        canvas[mask] = -1.0
+        # Padding is black in the [0, 255] image, i.e. -1 after scaling. The image is
+        # scaled in place, in float32 (value / 127.5 - 1.0, as numpy computed it on a
+        # float32 canvas before): the same numbers, without the canvas's copies.
+        canvas = np.full((size, size, 3), -1.0, dtype=np.float32)
+        image = canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
+        np.divide(resized, np.float32(127.5), out=image, dtype=np.float32)
+        image -= np.float32(1.0)
         return canvas[np.newaxis], scale, (pad_x, pad_y)
 
     def _postprocess(

@@ -1,7 +1,8 @@
 """Which work a frame of the door needs: nothing, following the faces, or the detector.
 
 - **skip**: nobody is followed and the motion gate (``device.vision.motion``)
-  saw no change: the doorstep is as it was, and the frame has no faces.
+  saw no change: the doorstep is as it was, and the frame has no faces. The
+  gate sees every frame but the followed ones.
 - **follow**: a visitor is followed and every face of the last frame had a
   face mesh: each is found again from its last mesh (``FacePipeline.follow``),
   as MediaPipe's face-mesh graph does, and the detector does not run.
@@ -54,15 +55,17 @@ class FaceFollower:
         self, image_rgb: np.ndarray, followed: bool, detect_rgb: np.ndarray | None = None
     ) -> list[FaceAnalysis]:
         """This frame's faces, largest first. ``followed``: a visitor's track is open."""
-        changed = True
-        if self.gate is not None:
-            changed = self.gate.changed(image_rgb if detect_rgb is None else detect_rgb)
         self._since_detect += 1
         if followed and self._last:
             faces = self._follow(image_rgb)
             if faces is not None:
                 return self._done(faces, Work.FOLLOW)
-        elif not followed and not changed and self._since_detect < self.motion.safety_interval:
+        # Not on a followed frame: its answer would go unused, and the background is not
+        # to learn the visitor (the first frame the detector finds empty becomes it).
+        changed = True
+        if self.gate is not None:
+            changed = self.gate.changed(image_rgb if detect_rgb is None else detect_rgb)
+        if not followed and not changed and self._since_detect < self.motion.safety_interval:
             return self._done([], Work.SKIP)
         self._since_detect = 0
         faces = self.pipeline.analyse(image_rgb, detect_rgb=detect_rgb)

@@ -23,15 +23,18 @@ _INPUT = 192
 # The ROI is the detector box enlarged 1.5x, as in MediaPipe's face mesh graph.
 _ROI_SCALE = 1.5
 # Eye contours of the mesh: on the image's left, then on its right.
-_LEFT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173)
-_RIGHT_EYE = (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
+# Index arrays made once: a list built for every face costs more than the mean it indexes.
+_LEFT_EYE = np.array((33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173))
+_RIGHT_EYE = np.array(
+    (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398)
+)
 _NOSE_TIP = 1
 _MOUTH_LEFT, _MOUTH_RIGHT = 61, 291
 # Below this face-presence probability the mesh is not trusted.
 MIN_PRESENCE = 0.5
 # BlazeFace's keypoints in the mesh: the mouth centre between the inner lips, the tragions
 # at the face oval's widest points.
-_MOUTH_CENTRE = (13, 14)
+_MOUTH_CENTRE = np.array((13, 14))
 _LEFT_TRAGION, _RIGHT_TRAGION = 234, 454
 # BlazeFace's box against the mesh's bounding box: its centre shifted down by 4% of the
 # mesh's height, 1.1 times as wide and 0.98 times as tall (medians over the 204 faces with
@@ -68,7 +71,8 @@ class FaceMesh:
         """(468, 2) mesh points in frame pixels and the mesh's face-presence probability."""
         to_roi = self._roi_transform(detection)
         patch = cv2.warpAffine(image_rgb, to_roi, (_INPUT, _INPUT), flags=cv2.INTER_LINEAR)
-        tensor = (patch.astype(np.float32) / 255.0)[np.newaxis]
+        # One float32 array, not a float32 copy and then its quotient: the same numbers.
+        tensor = np.divide(patch, np.float32(255.0), dtype=np.float32)[np.newaxis]
         raw_mesh, raw_presence = self._model.run(tensor)
         presence = 1.0 / (1.0 + math.exp(-float(np.clip(raw_presence.ravel()[-1], -80, 80))))
         mesh = raw_mesh.reshape(-1, 3)[:, :2]
@@ -99,10 +103,10 @@ def detection_from_mesh(mesh: np.ndarray, score: float) -> Detection:
     half_w, half_h = _BOX_WIDTH * (x1 - x0) / 2, _BOX_HEIGHT * (y1 - y0) / 2
     keypoints = np.array(
         [
-            mesh[list(_LEFT_EYE)].mean(axis=0),
-            mesh[list(_RIGHT_EYE)].mean(axis=0),
+            mesh[_LEFT_EYE].mean(axis=0),
+            mesh[_RIGHT_EYE].mean(axis=0),
             mesh[_NOSE_TIP],
-            mesh[list(_MOUTH_CENTRE)].mean(axis=0),
+            mesh[_MOUTH_CENTRE].mean(axis=0),
             mesh[_LEFT_TRAGION],
             mesh[_RIGHT_TRAGION],
         ],
@@ -124,8 +128,8 @@ def five_from_mesh(mesh: np.ndarray) -> np.ndarray:
     """The five ArcFace points (eye centres, nose tip, mouth corners) of a (468, 2) mesh."""
     return np.array(
         [
-            mesh[list(_LEFT_EYE)].mean(axis=0),
-            mesh[list(_RIGHT_EYE)].mean(axis=0),
+            mesh[_LEFT_EYE].mean(axis=0),
+            mesh[_RIGHT_EYE].mean(axis=0),
             mesh[_NOSE_TIP],
             mesh[_MOUTH_LEFT],
             mesh[_MOUTH_RIGHT],
