@@ -1,8 +1,8 @@
 """Face alignment: a least-squares similarity transform to the ArcFace template.
 
 The transform's rotation, scale and translation are rounded to a fine grid
-(``ANGLE_STEP``, ``SCALE_STEP``, ``SHIFT_STEP``: at most about a tenth of a
-pixel anywhere in the crop) before the warp. The int8 embedder turns a
+(``ANGLE_STEP``, ``SCALE_STEP``, ``SHIFT_STEP``: each moves a crop's pixel
+by a tenth of a pixel at most) before the warp. The int8 embedder turns a
 one-grey-level change on half a percent of a crop's pixels into a cosine change
 of about 0.007, and the float face mesh's last bits differ between machines
 (x86_64 and aarch64 run other kernels): unrounded, those differences reach the
@@ -74,9 +74,10 @@ def estimate_similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 # The grid a warp's parameters are rounded to (see the module's docstring): far
 # finer than a face's landmarks are known (the mesh moves them by a pixel from frame
-# to frame), far coarser than two machines' float differences (a ten-thousandth).
-ANGLE_STEP = 0.125  # degrees: at most a sixteenth of a pixel at the crop's edge
-SCALE_STEP = 0.002  # natural log of the scale: 0.1% at most, a sixteenth at the edge
+# to frame), far coarser than two machines' float differences on the same frame
+# (thousandths of a pixel).
+ANGLE_STEP = 0.125  # degrees: 0.0625 at most, under a tenth of a pixel at the crop's corners
+SCALE_STEP = 0.002  # natural log of the scale: 0.1% at most, under a tenth at the corners
 SHIFT_STEP = 0.125  # output pixels: a sixteenth at most
 
 
