@@ -39,9 +39,9 @@ export PEEPHOLE_CONFIG=$demo/config.toml
 "$peephole" -q enroll --name "Lin-Manuel Miranda" --images "$shared/data/video/lin-manuel-miranda.png"
 "$peephole" -q enroll --name "Alex Lacamoire" --images "$shared/data/video/alex-lacamoire.png"
 "$peephole" run --source "$clip" "$@"
-# One photo is a thin enrollment (docs/gallery.md): on this clip it names Lin by the narrowest
-# of margins, if at all. The household names his visit, as it would any visit the door
-# saw, and the door knows him by its faces from then on.
+# One photo is a thin enrollment (device/models/MODEL_CARD.md): on this clip it names Lin
+# by the narrowest of margins, if at all. The household names his visit, as it would any
+# visit the door saw, and the door knows him by its faces from then on.
 found=$("$peephole" visits list --json | .venv/bin/python -c '
 import json, sys
 seen = [json.loads(line) for line in sys.stdin]

@@ -6,7 +6,7 @@
 # qemu-user-static (the emulated arm64 root), the virtual environment with the
 # trainer extra, then lint, type checks, the import-layer contracts, pytest (two
 # workers, pytest-xdist) and scripts/arm64-check.sh (the whole door on arm64
-# against x86; about 12 minutes with a fresh root, 5 with it cached).
+# against x86; about 12 minutes with a fresh root, 3 with it cached).
 #
 #   scripts/test.sh [--no-arm64] [PYTEST ARGS...]
 #

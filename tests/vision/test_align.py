@@ -94,8 +94,8 @@ def test_the_rounded_warp_moves_no_crop_pixel_by_a_tenth_of_a_pixel(
 def test_two_machines_a_thousandth_of_a_pixel_apart_warp_the_same_crop() -> None:
     """The float face mesh's last bits differ between x86_64 and aarch64; the crop must not."""
     rng = np.random.default_rng(7)
-    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    frame = cv2.GaussianBlur(frame, (0, 0), 2.0)  # a photo's smooth detail, not pure noise
+    noise = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    frame = cv2.GaussianBlur(noise, (0, 0), 2.0)  # a photo's smooth detail, not pure noise
     matrix = similarity_matrix(2.5, math.radians(12), 180, 90)
     same = 0
     for _ in range(50):
