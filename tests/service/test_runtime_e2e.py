@@ -117,8 +117,8 @@ def clip(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Run:
     workdir = tmp_path_factory.mktemp("clip")
-    # Enrolled from one photo each, then Lin's visit named (one photo is not enough for him
-    # at the shipped threshold: device/models/MODEL_CARD.md).
+    # Enrolled from one photo each, then Lin's visit named (his one photo names him by the
+    # narrowest of margins at the shipped threshold, if at all: device/models/MODEL_CARD.md).
     enroll_people(workdir / "gallery.db", None)
     name_lin_from_his_visit(workdir / "gallery.db", workdir)
     return run_video("data/video/short_hamilton_clip.mp4", "door", module_broker, workdir)
