@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from bench.doorstep import Doorstep, empty_plate
+from bench.doorstep import WALKING, Doorstep, empty_plate
 from device.config import Config, MotionConfig, TrackingConfig
 from device.service.tracker import iou
 from device.vision.follow import FaceFollower, Work
@@ -27,7 +27,7 @@ def pipeline() -> FacePipeline:
 
 @pytest.fixture(scope="module")
 def door() -> Doorstep:
-    return Doorstep(empty_plate(require_shared(".")), seed=7)
+    return Doorstep(empty_plate(require_shared(WALKING).parents[2]), seed=7)
 
 
 Scene = Callable[[int], np.ndarray]

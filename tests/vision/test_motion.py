@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.doorstep import Doorstep, empty_plate
+from bench.doorstep import WALKING, Doorstep, empty_plate
 from device.config import MotionConfig
 from device.vision.imageio import read_image
 from device.vision.motion import MotionGate
@@ -17,7 +17,7 @@ from tests.visit_helpers import LIN
 
 @pytest.fixture(scope="module")
 def plate() -> np.ndarray:
-    return empty_plate(require_shared("."))
+    return empty_plate(require_shared(WALKING).parents[2])  # made from the walking clip
 
 
 def with_face(frame: np.ndarray, photo: Path, left: int = 140, top: int = 30) -> np.ndarray:
